@@ -1,0 +1,177 @@
+"""The model store: resolve a model name to weights on disk, pull them, verify them.
+
+Layout: `<model_dir>/<name>/` holds the files exactly as the Hugging Face repository lays
+them out, plus `medserve.json`, written last, which says how they got there
+(`weights: pulled | random-tiny`), the revision and the weights digest. Loading code is the
+same for pulled and tiny weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from model_store.manifest import Manifest
+from service.errors import ModelNotFound, WeightsUnavailable
+
+MARKER = "medserve.json"
+Weights = Literal["pulled", "random-tiny", "random-full"]
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model whose weights are on disk and ready to load."""
+
+    manifest: Manifest
+    path: Path
+    weights: Weights
+    digest: str
+    info: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def tree_digest(root: Path) -> tuple[str, dict[str, str]]:
+    """sha256 over (relative path, file sha256) of every file but the marker."""
+    files: dict[str, str] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if rel == MARKER or rel.startswith(".cache/"):
+            continue
+        files[rel] = sha256_file(path)
+    outer = hashlib.sha256()
+    for rel, digest in files.items():
+        outer.update(f"{rel}\0{digest}\n".encode())
+    return "sha256:" + outer.hexdigest(), files
+
+
+def write_marker(root: Path, manifest: Manifest, weights: Weights, **extra: Any) -> dict[str, Any]:
+    digest, files = tree_digest(root)
+    info = {
+        "name": manifest.name,
+        "family": manifest.family,
+        "version": manifest.version,
+        "weights": weights,
+        "digest": digest,
+        "files": files,
+        "created": time.time(),
+        **extra,
+    }
+    (root / MARKER).write_text(json.dumps(info, indent=2))
+    return info
+
+
+class ModelStore:
+    """Resolve, pull and verify models under one root folder."""
+
+    def __init__(self, root: Path, manifests: dict[str, Manifest]) -> None:
+        self.root = Path(root)
+        self.manifests = manifests
+
+    def manifest(self, name: str) -> Manifest:
+        try:
+            return self.manifests[name]
+        except KeyError:
+            known = ", ".join(sorted(self.manifests))
+            raise ModelNotFound(f"unknown model '{name}'; known models: {known}") from None
+
+    def path(self, name: str) -> Path:
+        return self.root / name
+
+    def info(self, name: str) -> dict[str, Any] | None:
+        marker = self.path(name) / MARKER
+        if not marker.exists():
+            return None
+        return json.loads(marker.read_text())
+
+    def resolve(self, name: str) -> ResolvedModel:
+        manifest = self.manifest(name)
+        info = self.info(name)
+        if info is None:
+            raise WeightsUnavailable(
+                f"model '{name}' has no weights in {self.root}: run `medserve models pull {name}`"
+                f" or `medserve models tiny {name}`"
+            )
+        return ResolvedModel(manifest, self.path(name), info["weights"], info["digest"], info)
+
+    def verify(self, name: str) -> list[str]:
+        """Re-hash the files; return a list of problems (empty when intact)."""
+        manifest = self.manifest(name)
+        info = self.info(name)
+        if info is None:
+            return [f"{name}: not in the store"]
+        problems = []
+        digest, files = tree_digest(self.path(name))
+        for rel, expected in info.get("files", {}).items():
+            if files.get(rel) != expected:
+                problems.append(f"{name}: {rel} changed or is missing")
+        if digest != info["digest"] and not problems:
+            problems.append(f"{name}: unexpected extra files")
+        if info["weights"] == "pulled" and manifest.source:
+            for spec in manifest.source.files:
+                if spec.sha256 and files.get(spec.path) != spec.sha256:
+                    problems.append(f"{name}: {spec.path} does not match the manifest's sha256")
+        return problems
+
+    def pull(self, name: str, token: str | None = None, endpoint_check: bool = True) -> ResolvedModel:
+        """Download the pinned revision with huggingface_hub and check every sha256."""
+        manifest = self.manifest(name)
+        source = manifest.source
+        if source is None:
+            raise WeightsUnavailable(f"model '{name}' has no remote source; use `models tiny`")
+        if endpoint_check and not _hub_reachable():
+            raise WeightsUnavailable(
+                "the Hugging Face Hub cannot be reached from this machine (offline); pull on a "
+                "connected machine and copy the folder into MEDSERVE_MODEL_DIR, or use "
+                f"`medserve models tiny {name}` for random offline weights"
+            )
+        from huggingface_hub import snapshot_download
+
+        target = self.path(name)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / MARKER).unlink(missing_ok=True)
+        patterns = source.allow_patterns or [f.path for f in source.files] or None
+        try:
+            snapshot_download(
+                repo_id=source.repo_id,
+                revision=source.revision,
+                allow_patterns=patterns,
+                local_dir=str(target),
+                token=token,
+            )
+        except Exception as exc:  # huggingface_hub raises many types; report the kind only
+            raise WeightsUnavailable(
+                f"download of {source.repo_id}@{source.revision} failed ({type(exc).__name__}); "
+                "check the network, the revision and HF_TOKEN for gated repositories"
+            ) from exc
+        for spec in source.files:
+            path = target / spec.path
+            if not path.exists():
+                raise WeightsUnavailable(f"{name}: expected file {spec.path} was not downloaded")
+            if spec.sha256 and sha256_file(path) != spec.sha256:
+                raise WeightsUnavailable(f"{name}: {spec.path} failed its sha256 check")
+        info = write_marker(target, manifest, "pulled", revision=source.revision)
+        return ResolvedModel(manifest, target, "pulled", info["digest"], info)
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False

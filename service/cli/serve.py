@@ -1,0 +1,9 @@
+"""`medserve serve|gateway|worker|jobs-worker` (filled in by the runtime work)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add the process commands to the top-level app."""

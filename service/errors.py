@@ -1,0 +1,141 @@
+"""The platform's one error hierarchy and the one table that maps it to HTTP.
+
+Adapters, workers, the gateway and jobs raise only these. Messages are written for the
+caller: they say what was wrong and what to send instead, and never carry request data,
+patient data or a stack trace. Importable without FastAPI or torch.
+"""
+
+from __future__ import annotations
+
+
+class MedserveError(Exception):
+    """Base class. `message` is safe to show to a client."""
+
+    code = "internal"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = retry_after
+
+
+class BadRequest(MedserveError):
+    """The request is malformed (not JSON, wrong OIP structure, bad tensor header)."""
+
+    code = "bad_request"
+
+
+class InvalidInput(MedserveError):
+    """The request is well formed but its content cannot be served (wrong modality, NaNs...)."""
+
+    code = "invalid_input"
+
+
+class Unauthorized(MedserveError):
+    code = "unauthorized"
+
+
+class Forbidden(MedserveError):
+    code = "forbidden"
+
+
+class NotFound(MedserveError):
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class Conflict(MedserveError):
+    code = "conflict"
+
+
+class PayloadTooLarge(MedserveError):
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(MedserveError):
+    code = "unsupported_media_type"
+
+
+class RateLimited(MedserveError):
+    code = "rate_limited"
+
+
+class ModelNotReady(MedserveError):
+    code = "model_not_ready"
+
+
+class Overloaded(MedserveError):
+    """A bounded queue is full; the client should retry after `retry_after` seconds."""
+
+    code = "overloaded"
+
+
+class DeadlineExceeded(MedserveError):
+    code = "timeout"
+
+
+class UpstreamError(MedserveError):
+    """A worker or engine answered with something the platform cannot use."""
+
+    code = "upstream_error"
+
+
+class Unavailable(MedserveError):
+    """A dependency (worker, Redis, engine) cannot be reached."""
+
+    code = "unavailable"
+
+
+class WeightsUnavailable(MedserveError):
+    """Weights are missing or cannot be fetched (e.g. offline)."""
+
+    code = "weights_unavailable"
+
+
+class InternalError(MedserveError):
+    code = "internal"
+
+
+# The one table: error type -> HTTP status. Most specific class first wins (MRO lookup).
+HTTP_STATUS: dict[type[MedserveError], int] = {
+    BadRequest: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
+    InvalidInput: 422,
+    RateLimited: 429,
+    InternalError: 500,
+    UpstreamError: 502,
+    ModelNotReady: 503,
+    Overloaded: 503,
+    Unavailable: 503,
+    WeightsUnavailable: 503,
+    DeadlineExceeded: 504,
+    MedserveError: 500,
+}
+
+# Reverse lookup for errors that crossed a process boundary as (status, code, message).
+BY_CODE: dict[str, type[MedserveError]] = {cls.code: cls for cls in HTTP_STATUS}
+
+
+def http_status(error: MedserveError) -> int:
+    for cls in type(error).__mro__:
+        if cls in HTTP_STATUS:
+            return HTTP_STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+def from_status(status: int, message: str, code: str | None = None) -> MedserveError:
+    """Rebuild a platform error from a remote answer (worker or engine)."""
+    if code and code in BY_CODE:
+        return BY_CODE[code](message)
+    for cls, cls_status in HTTP_STATUS.items():
+        if cls_status == status and cls is not MedserveError:
+            return cls(message)
+    return UpstreamError(message) if status >= 500 else BadRequest(message)

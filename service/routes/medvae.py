@@ -1,0 +1,5 @@
+"""Routes: medvae."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

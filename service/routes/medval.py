@@ -1,0 +1,5 @@
+"""Routes: medval."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Routes: oip."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

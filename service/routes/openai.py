@@ -1,0 +1,5 @@
+"""Routes: openai."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

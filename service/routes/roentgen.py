@@ -1,0 +1,5 @@
+"""Routes: roentgen."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,120 @@
+"""Platform settings: every knob is a `MEDSERVE_*` environment variable (pydantic-settings).
+
+Settings are built once at a process's entry point and passed in; code paths never read
+`os.environ` themselves.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_MODELS = ["echo", "roentgen-v2", "medvae-4-1-2d", "medvae-8-1-3d", "medval-4b"]
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """All settings of gateway, model workers and job runners."""
+
+    model_config = SettingsConfigDict(env_prefix="MEDSERVE_", extra="ignore")
+
+    # Where things live.
+    home: Path = Field(Path("var"), description="Root for state when the other paths are unset.")
+    model_dir: Path | None = Field(None, description="Model store (default: <home>/models).")
+    artifact_dir: str | None = Field(
+        None, description="Job artifacts: a folder or an fsspec URL (default: <home>/artifacts)."
+    )
+
+    # Gateway.
+    host: str = "127.0.0.1"
+    port: int = 8000
+    insecure: bool = Field(False, description="Allow a non-loopback bind with no API keys.")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated `key` or `key:tenant` entries; empty disables auth.",
+    )
+    rate_limit_per_minute: int = Field(0, description="Requests per API key per minute; 0 = off.")
+    max_body_mb: float = Field(512.0, description="Largest request body the gateway accepts.")
+    routes: dict[str, str] = Field(
+        default_factory=dict, description='Model -> worker base URL, JSON: {"echo": "http://..."}.'
+    )
+    worker_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Workers whose model index the gateway discovers."
+    )
+    health_interval_s: float = 1.0
+    upstream_timeout_s: float = 600.0
+
+    # Model workers.
+    models: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_MODELS))
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    worker_port: int = 8100
+    num_workers: int = Field(1, description="Worker processes `serve` starts (models spread).")
+    max_batch_size: int | None = Field(None, description="Override every model's batch size.")
+    max_queue_delay_ms: float | None = None
+    max_queue_size: int | None = None
+    request_timeout_s: float = 300.0
+    drain_timeout_s: float = 30.0
+    allow_random_weights: bool = Field(
+        True, description="Serve tiny random weights when a model was never pulled."
+    )
+
+    # Redis and jobs.
+    redis_url: str | None = Field(None, description="Unset: `serve` starts an embedded Redis.")
+    job_visibility_timeout_s: int = 6 * 3600
+    job_shard_size: int = 16
+
+    # Engines for language models.
+    vllm_base_url: str | None = Field(None, description="OpenAI-compatible vLLM server base URL.")
+    vllm_model: str | None = Field(None, description="Served model name on that server.")
+    vllm_api_key: str | None = None
+
+    # Observability.
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @field_validator("api_keys", "worker_urls", "models", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @property
+    def model_root(self) -> Path:
+        return self.model_dir or self.home / "models"
+
+    @property
+    def artifact_root(self) -> str:
+        return self.artifact_dir or str(self.home / "artifacts")
+
+    @property
+    def tenants_by_key(self) -> dict[str, str]:
+        """API key -> tenant. `key` alone is its own tenant name's fingerprint ("default")."""
+        table: dict[str, str] = {}
+        for entry in self.api_keys:
+            key, _, tenant = entry.partition(":")
+            table[key] = tenant or "default"
+        return table
+
+    def check_bind(self, host: str) -> None:
+        """Refuse an open, unauthenticated bind unless `insecure` is set."""
+        if self.api_keys or self.insecure:
+            return
+        if host in ("localhost",):
+            return
+        try:
+            if ipaddress.ip_address(host).is_loopback:
+                return
+        except ValueError:
+            pass
+        raise ValueError(
+            f"refusing to bind {host} with no API keys: set MEDSERVE_API_KEYS, "
+            "bind 127.0.0.1, or pass --insecure"
+        )
