@@ -128,7 +128,9 @@ class ModelStore:
                     problems.append(f"{name}: {spec.path} does not match the manifest's sha256")
         return problems
 
-    def pull(self, name: str, token: str | None = None, endpoint_check: bool = True) -> ResolvedModel:
+    def pull(
+        self, name: str, token: str | None = None, endpoint_check: bool = True
+    ) -> ResolvedModel:
         """Download the pinned revision with huggingface_hub and check every sha256."""
         manifest = self.manifest(name)
         source = manifest.source

@@ -23,9 +23,8 @@ def build_tiny(
     target = store.path(name)
     info = store.info(name)
     wanted = "random-full" if full_size else "random-tiny"
-    if info is not None and not force:
-        if info["weights"] == "pulled" or info["weights"] == wanted:
-            return store.resolve(name)
+    if info is not None and not force and info["weights"] in ("pulled", wanted):
+        return store.resolve(name)
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)

@@ -71,7 +71,9 @@ def datatype_of(array: np.ndarray) -> str:
     if array.dtype == np.object_ or array.dtype.kind in ("S", "U"):
         return "BYTES"
     try:
-        return _BY_NUMPY[array.dtype.newbyteorder("=") if array.dtype.byteorder == ">" else array.dtype]
+        return _BY_NUMPY[
+            array.dtype.newbyteorder("=") if array.dtype.byteorder == ">" else array.dtype
+        ]
     except KeyError:
         raise BadRequest(f"tensors of dtype {array.dtype} are not supported by OIP v2") from None
 
@@ -89,7 +91,9 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     except zlib.error:
         raise BadRequest(f"the body is not valid {encoding} data") from None
     if len(out) > limit or inflater.unconsumed_tail:
-        raise PayloadTooLarge(f"the decompressed body exceeds {limit} bytes; send a smaller request")
+        raise PayloadTooLarge(
+            f"the decompressed body exceeds {limit} bytes; send a smaller request"
+        )
     return out
 
 
@@ -167,9 +171,7 @@ def _tensor_from_json(spec: dict[str, Any], where: str) -> np.ndarray:
         raise BadRequest(f"{where}: data does not fit datatype {datatype}") from None
 
 
-def _tensor_from_binary(
-    spec: dict[str, Any], raw: bytes, where: str
-) -> np.ndarray:
+def _tensor_from_binary(spec: dict[str, Any], raw: bytes, where: str) -> np.ndarray:
     datatype = spec.get("datatype")
     if datatype not in DTYPES:
         raise BadRequest(f"{where}: 'datatype' must be one of {', '.join(DTYPES)}")
@@ -189,7 +191,9 @@ def _tensor_from_binary(
 def _split(body: bytes, header_length: int | None) -> tuple[dict[str, Any], bytes]:
     if header_length is not None:
         if header_length < 0 or header_length > len(body):
-            raise BadRequest(f"{HEADER_LENGTH} is {header_length} but the body has {len(body)} bytes")
+            raise BadRequest(
+                f"{HEADER_LENGTH} is {header_length} but the body has {len(body)} bytes"
+            )
         head, tail = body[:header_length], body[header_length:]
     else:
         head, tail = body, b""
@@ -303,7 +307,9 @@ def encode_response(
     specs, blobs = [], []
     for name in wanted:
         if name not in response.outputs:
-            raise BadRequest(f"output '{name}' does not exist; ask for one of {list(response.outputs)}")
+            raise BadRequest(
+                f"output '{name}' does not exist; ask for one of {list(response.outputs)}"
+            )
         binary = bool(request and (request.binary_all or name in request.binary_outputs))
         spec, raw = _tensor_json(name, response.outputs[name], binary)
         specs.append(spec)

@@ -1,4 +1,4 @@
-"""Family -> adapter class. Adding a family is one line here (imported lazily: no torch at import)."""
+"""Family -> adapter class. A new family is one line here (imported lazily: no torch at import)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -85,5 +84,3 @@ def verify(names: list[str] = typer.Argument(None)) -> None:
     if problems:
         raise typer.Exit(1)
     console.print(f"{len(targets)} model(s) verified")
-
-

@@ -36,7 +36,9 @@ class EchoAdapter(ModelAdapter):
             raise InvalidInput("INPUT0 contains NaN or infinity; send finite values")
         delay_ms = float(request.parameters.get("delay_ms", 0) or 0)
         rows = array.astype(np.float32)
-        return [Item(rows[i], key=rows.shape[1:], meta={"delay_ms": delay_ms}) for i in range(len(rows))]
+        return [
+            Item(rows[i], key=rows.shape[1:], meta={"delay_ms": delay_ms}) for i in range(len(rows))
+        ]
 
     def predict(self, batch: list[Item]) -> list[Any]:
         self.batch_sizes.append(len(batch))
