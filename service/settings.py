@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="Unset: `serve` starts an embedded Redis.")
     job_visibility_timeout_s: int = 6 * 3600
     job_shard_size: int = 16
+    job_lease_s: float = Field(
+        30.0, description="A job runner's lease; a job whose runner is silent this long is requeued."
+    )
 
     # Engines for language models.
     vllm_base_url: str | None = Field(None, description="OpenAI-compatible vLLM server base URL.")

@@ -7,3 +7,6 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add the process commands to the top-level app."""
+    from workers.jobs.cli import register_jobs_worker
+
+    register_jobs_worker(app)

@@ -1,0 +1,95 @@
+"""How a job runner reaches models: the same route table as the gateway, blocking OIP calls.
+
+A model's worker comes from `settings.routes` (model -> URL) or, failing that, from the model
+index of each of `settings.worker_urls`. Calls go at `priority="batch"`, so interactive
+traffic on the same worker is served first. A busy or restarting worker is retried with
+backoff instead of failing a long job.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+
+from service.errors import ModelNotFound, ModelNotReady, Overloaded, Unavailable
+from service.settings import Settings
+from workers.oip import InferResponse
+
+RETRYABLE = (Overloaded, Unavailable, ModelNotReady)
+
+
+class ModelClients:
+    """Blocking OIP clients by model name, shared by the jobs of one runner process."""
+
+    def __init__(self, settings: Settings, retry_for_s: float = 300.0) -> None:
+        self.settings = settings
+        self.retry_for_s = retry_for_s
+        self._clients: dict[str, Any] = {}
+        self._routes: dict[str, str] = dict(settings.routes)
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    def url_for(self, model: str) -> str:
+        with self._lock:
+            if model not in self._routes:
+                self._discover()
+            url = self._routes.get(model)
+        if url is None:
+            raise ModelNotFound(
+                f"no model worker serves {model!r}; "
+                "add it to MEDSERVE_ROUTES or MEDSERVE_WORKER_URLS"
+            )
+        return url
+
+    def _discover(self) -> None:
+        for base in self.settings.worker_urls:
+            try:
+                answer = httpx.post(f"{base.rstrip('/')}/v2/repository/index", json={}, timeout=5.0)
+                answer.raise_for_status()
+            except httpx.HTTPError:
+                continue
+            for entry in answer.json():
+                self._routes.setdefault(str(entry.get("name")), base.rstrip("/"))
+
+    def client(self, model: str) -> Any:
+        from workers.client import SyncOIPClient
+
+        url = self.url_for(model)
+        with self._lock:
+            if url not in self._clients:
+                self._clients[url] = SyncOIPClient(url)
+            return self._clients[url]
+
+    def metadata(self, model: str) -> dict[str, Any]:
+        answer = httpx.get(f"{self.url_for(model)}/v2/models/{model}", timeout=10.0)
+        answer.raise_for_status()
+        data: dict[str, Any] = answer.json()
+        return data
+
+    def infer(
+        self,
+        model: str,
+        inputs: dict[str, np.ndarray],
+        parameters: dict[str, Any] | None = None,
+        *,
+        timeout_s: float | None = None,
+    ) -> InferResponse:
+        """One batch-priority inference, retried while the worker is busy or restarting."""
+        deadline = time.monotonic() + self.retry_for_s
+        delay = 0.2
+        while True:
+            try:
+                self.calls += 1
+                response: InferResponse = self.client(model).infer(
+                    model, inputs, parameters, priority="batch", timeout_s=timeout_s
+                )
+                return response
+            except RETRYABLE as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(exc.retry_after or delay)
+                delay = min(delay * 2, 5.0)

@@ -1,0 +1,76 @@
+"""Job types: what a job does, split into shards that can each be redone safely.
+
+A job type validates its parameters (a pydantic model; the gateway calls this, so modules
+here import nothing heavy at import time), plans a deterministic list of items, runs one
+shard of items (writing its output atomically, so redoing an unfinished shard is harmless)
+and finalises from the finished shards. The runner owns claiming, fencing and progress.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ValidationError
+
+from service.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from workers.jobs.runner import JobContext
+
+# Job type name -> "module:Class"; adding a type is one line here.
+JOB_TYPES: dict[str, str] = {
+    "sleep": "workers.jobs.types.sleep:SleepJob",
+    "synthetic-dataset": "workers.jobs.types.synthetic_dataset:SyntheticDatasetJob",
+    "latent-dataset": "workers.jobs.types.latent_dataset:LatentDatasetJob",
+}
+
+
+class JobType(ABC):
+    """Base class of a job type."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[BaseModel]]
+    models: ClassVar[tuple[str, ...]] = ()
+
+    def validate(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Normalised parameters, or `InvalidInput` saying which field to fix and how."""
+        try:
+            model = self.Params.model_validate(params)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}"
+                for err in exc.errors()[:5]
+            )
+            raise InvalidInput(f"invalid params for job type {self.name!r}: {problems}") from None
+        return model.model_dump(mode="json")
+
+    @abstractmethod
+    def plan(self, ctx: JobContext) -> list[dict[str, Any]]:
+        """The job's items, in a deterministic order (JSON-able); stored once, reused on resume."""
+
+    @abstractmethod
+    def run_shard(self, ctx: JobContext, shard: int, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """Do one shard's items and write its output atomically; return a small JSON summary.
+
+        Call `ctx.item_done()` after each item: it reports progress and raises when the job
+        was cancelled or taken over, so a shard stops between items.
+        """
+
+    @abstractmethod
+    def finalize(
+        self, ctx: JobContext, done: list[int], plan: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Build the job's final outputs from the finished shards `done`; return the summary."""
+
+
+def job_type(name: str) -> JobType:
+    """The job type called `name`, or `InvalidInput` listing the known ones."""
+    target = JOB_TYPES.get(name)
+    if target is None:
+        raise InvalidInput(f"unknown job type {name!r}; use one of: {', '.join(sorted(JOB_TYPES))}")
+    module_name, _, class_name = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    instance: JobType = cls()
+    return instance
