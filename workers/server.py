@@ -1,0 +1,374 @@
+"""The model worker's HTTP server: Open Inference Protocol v2 (JSON and binary tensors).
+
+Raw Starlette, no pydantic on the request path: the infer route is a plain ASGI callable that
+reads the body itself (tritonclient sends no Content-Type), decodes and preprocesses it in a
+thread pool, queues it on the model's batcher and watches for the client going away while it
+waits. Errors are `{"error": msg}` with the status from `service.errors` and an
+`X-Medserve-Error-Code` header so a client can rebuild the exact error type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import uuid
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from service.errors import (
+    BadRequest,
+    InternalError,
+    MedserveError,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+    http_status,
+)
+from service.logging import request_id_var
+from service.settings import Settings
+from workers.adapter import ModelAdapter
+from workers.metrics import make_registry, render
+from workers.oip import HEADER_LENGTH, InferRequest, decode_request, decompress, encode_response
+from workers.state import Resolver, WorkerState
+
+log = logging.getLogger("medserve.worker")
+
+SERVER_NAME = "medserve"
+EXTENSIONS = ["binary_tensor_data", "statistics", "model_repository"]
+ERROR_CODE_HEADER = "X-Medserve-Error-Code"
+_JSON = b"application/json"
+
+
+class _Disconnected(Exception):
+    """The client went away; nothing is sent back."""
+
+
+def request_id_from(raw: bytes | str | None) -> str:
+    """The caller's X-Request-ID when it is short and printable, else a fresh one."""
+    if raw:
+        value = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+        if len(value) <= 128 and value.isprintable() and value.isascii():
+            return value
+    return uuid.uuid4().hex
+
+
+def error_parts(error: MedserveError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    status = http_status(error)
+    headers = [(ERROR_CODE_HEADER.lower().encode(), error.code.encode())]
+    if error.retry_after is not None or status == 503:
+        retry = max(1, math.ceil(error.retry_after or 1))
+        headers.append((b"retry-after", str(retry).encode()))
+    return status, headers, orjson.dumps({"error": error.message})
+
+
+def _json(doc: Any, request: Request, status: int = 200) -> Response:
+    rid = request_id_from(request.headers.get("x-request-id"))
+    return Response(
+        orjson.dumps(doc), status, headers={"x-request-id": rid}, media_type="application/json"
+    )
+
+
+def _error(error: MedserveError, request: Request) -> Response:
+    status, headers, body = error_parts(error)
+    response = Response(body, status, media_type="application/json")
+    for key, value in headers:
+        response.headers[key.decode()] = value.decode()
+    response.headers["x-request-id"] = request_id_from(request.headers.get("x-request-id"))
+    return response
+
+
+def parse_priority(header: bytes | None, parameters: dict[str, Any]) -> str:
+    """`interactive` (default) or `batch`; tritonclient's integer levels: 0-1 interactive."""
+    value: Any = header.decode("latin-1") if header else parameters.get("priority", "interactive")
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "interactive" if value <= 1 else "batch"
+    if value in ("interactive", "batch"):
+        return str(value)
+    raise BadRequest("priority must be 'interactive' or 'batch' (or a Triton priority level)")
+
+
+def parse_timeout(header: bytes | None, parameters: dict[str, Any], default: float) -> float:
+    """Seconds: header X-Medserve-Timeout-S, else parameter `timeout` in microseconds."""
+    try:
+        if header:
+            value = float(header)
+        elif parameters.get("timeout") is not None:
+            value = float(parameters["timeout"]) / 1e6
+        else:
+            return default
+    except (TypeError, ValueError):
+        raise BadRequest(
+            "timeout must be a number (X-Medserve-Timeout-S in seconds, or the "
+            "'timeout' parameter in microseconds)"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise BadRequest("timeout must be a positive number")
+    return value
+
+
+class InferEndpoint:
+    """`POST /v2/models/{model}[/versions/{version}]/infer` as a raw ASGI app."""
+
+    def __init__(self, state: WorkerState) -> None:
+        self.state = state
+        self.body_limit = int(state.settings.max_body_mb * 1024 * 1024)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        rid = request_id_from(headers.get(b"x-request-id"))
+        token = request_id_var.set(rid)
+        try:
+            status, out_headers, body = await self._handle(scope, receive, headers, rid)
+        except _Disconnected:
+            log.info("client disconnected; queued work dropped")
+            return
+        except MedserveError as exc:
+            status, out_headers, body = error_parts(exc)
+            if status >= 500:
+                log.warning("infer failed", extra={"status": status, "code": exc.code})
+        finally:
+            request_id_var.reset(token)
+        out_headers.append((b"x-request-id", rid.encode()))
+        out_headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": out_headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes], rid: str
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        state = self.state
+        state.ensure_started()
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
+        params = scope["path_params"]
+        if state.draining:
+            raise Unavailable("this worker is shutting down; retry on another", retry_after=1)
+        batcher = state.batcher(params["model"], params.get("version"))
+        adapter = batcher.adapter
+        raw = await self._read_body(receive, headers)
+        default_timeout = adapter.manifest.batching.timeout_s or state.settings.request_timeout_s
+        batcher.begin_arrival()
+        try:
+            request, items, priority, timeout = await loop.run_in_executor(
+                state.pool, _prepare, adapter, raw, headers, self.body_limit, default_timeout
+            )
+            pending = batcher.submit(
+                items,
+                priority=priority,
+                timeout_s=timeout - (loop.time() - arrived),
+                request_id=rid,
+            )
+        finally:
+            batcher.end_arrival()
+        results = await self._wait(pending.future, receive, pending.cancel)
+        body, header_length = await loop.run_in_executor(
+            state.pool, _finish, adapter, request, results
+        )
+        out: list[tuple[bytes, bytes]] = []
+        if header_length is None:
+            out.append((b"content-type", _JSON))
+        else:
+            out.append((b"content-type", b"application/octet-stream"))
+            out.append((HEADER_LENGTH.lower().encode(), str(header_length).encode()))
+        return 200, out, body
+
+    async def _read_body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
+        declared = headers.get(b"content-length")
+        if declared and declared.isdigit() and int(declared) > self.body_limit:
+            raise PayloadTooLarge(
+                f"the body is {int(declared)} bytes; this worker accepts at most {self.body_limit}"
+            )
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.body_limit:
+                raise PayloadTooLarge(f"the body exceeds {self.body_limit} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    @staticmethod
+    async def _wait(future: asyncio.Future[Any], receive: Receive, cancel: Any) -> Any:
+        """Await the batcher; if the client disconnects first, drop its queued work."""
+        listener = asyncio.ensure_future(receive())
+        try:
+            await asyncio.wait((future, listener), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not listener.done():
+                listener.cancel()
+        if not future.done():
+            if listener.result().get("type") == "http.disconnect":
+                cancel()
+                raise _Disconnected
+            await asyncio.wait((future,))
+        return future.result()
+
+
+def _prepare(
+    adapter: ModelAdapter,
+    raw: bytes,
+    headers: dict[bytes, bytes],
+    limit: int,
+    default_timeout: float,
+) -> tuple[InferRequest, list[Any], str, float]:
+    """Decode, read priority and timeout, preprocess (runs in the thread pool)."""
+    encoding = headers.get(b"content-encoding")
+    body = decompress(raw, encoding.decode("latin-1").strip().lower() if encoding else None, limit)
+    header_length: int | None = None
+    length = headers.get(HEADER_LENGTH.lower().encode())
+    if length is not None:
+        try:
+            header_length = int(length)
+        except ValueError:
+            raise BadRequest(f"{HEADER_LENGTH} must be an integer") from None
+    request = decode_request(body, header_length)
+    priority = parse_priority(headers.get(b"x-medserve-priority"), request.parameters)
+    timeout = parse_timeout(
+        headers.get(b"x-medserve-timeout-s"), request.parameters, default_timeout
+    )
+    return request, _guard(adapter.preprocess, request, adapter.name), priority, timeout
+
+
+def _finish(
+    adapter: ModelAdapter, request: InferRequest, results: list[Any]
+) -> tuple[bytes, int | None]:
+    response = _guard(adapter.postprocess, request, results, adapter.name)
+    if response.id is None:
+        response.id = request.id
+    return encode_response(response, request)
+
+
+def _guard(fn: Any, *args: Any) -> Any:
+    """Call adapter code; anything but a platform error becomes a safe InternalError."""
+    *call_args, name = args
+    try:
+        return fn(*call_args)
+    except MedserveError:
+        raise
+    except Exception as exc:
+        log.error("adapter error", extra={"model": name, "error_type": type(exc).__name__})
+        raise InternalError(
+            f"model '{name}' failed on this request; the error was logged with the request id"
+        ) from None
+
+
+def create_worker_app(
+    settings: Settings, adapters: dict[str, ModelAdapter], *, resolve: Resolver | None = None
+) -> Starlette:
+    """The ASGI app of a worker hosting `adapters` (loaded in the background at start-up).
+
+    `resolve(name) -> ResolvedModel` finds weights; by default the model store under
+    `settings.model_root`, building tiny random weights when allowed and none were pulled.
+    """
+    state = WorkerState(settings, adapters, resolve)
+    registry = make_registry(state.metrics_snapshot)
+
+    async def server_metadata(request: Request) -> Response:
+        from importlib.metadata import version
+
+        return _json(
+            {"name": SERVER_NAME, "version": version("medserve"), "extensions": EXTENSIONS}, request
+        )
+
+    async def live(request: Request) -> Response:
+        return _json({"live": True}, request)
+
+    async def ready(request: Request) -> Response:
+        state.ensure_started()
+        ok = state.ready
+        return _json({"ready": ok}, request, 200 if ok else 503)
+
+    async def model_metadata(request: Request) -> Response:
+        p = request.path_params
+        try:
+            return _json(state.adapter(p["model"], p.get("version")).metadata(), request)
+        except MedserveError as exc:
+            return _error(exc, request)
+
+    async def model_ready(request: Request) -> Response:
+        state.ensure_started()
+        p = request.path_params
+        try:
+            name = state.adapter(p["model"], p.get("version")).name
+        except MedserveError as exc:
+            return _error(exc, request)
+        ok = state.states[name] == "READY" and not state.draining
+        return _json({"name": name, "ready": ok}, request, 200 if ok else 503)
+
+    async def model_stats(request: Request) -> Response:
+        state.ensure_started()
+        p = request.path_params
+        try:
+            return _json({"model_stats": state.stats(p.get("model"), p.get("version"))}, request)
+        except MedserveError as exc:
+            return _error(exc, request)
+
+    async def repository_index(request: Request) -> Response:
+        state.ensure_started()
+        entries = state.index()
+        body = await request.body()
+        if body:
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                return _error(BadRequest("the index request body must be JSON"), request)
+            if isinstance(doc, dict) and doc.get("ready"):
+                entries = [e for e in entries if e["state"] == "READY"]
+        return _json(entries, request)
+
+    async def metrics(request: Request) -> Response:
+        return Response(render(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        if status == 405:
+            return _error(
+                BadRequest(f"{request.method} is not allowed on {request.url.path}"), request
+            )
+        return _error(
+            NotFound(f"no route {request.url.path}; see GET /v2 for this server"), request
+        )
+
+    infer = InferEndpoint(state)
+    base = "/v2/models/{model}"
+    versioned = base + "/versions/{version}"
+    routes = [
+        Route("/v2", server_metadata, methods=["GET"]),
+        Route("/v2/health/live", live, methods=["GET"]),
+        Route("/v2/health/ready", ready, methods=["GET"]),
+        Route("/v2/repository/index", repository_index, methods=["POST"]),
+        Route("/v2/models/stats", model_stats, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    for prefix in (base, versioned):
+        routes += [
+            Route(prefix + "/infer", infer, methods=["POST"]),
+            Route(prefix + "/ready", model_ready, methods=["GET"]),
+            Route(prefix + "/stats", model_stats, methods=["GET"]),
+            Route(prefix, model_metadata, methods=["GET"]),
+        ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+        state.ensure_started()
+        yield
+        await state.shutdown()
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found})
+    app.state.worker = state
+    return app
