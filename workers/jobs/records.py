@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -27,6 +28,7 @@ TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 IDEMPOTENCY_TTL_S = 24 * 3600
 _RETRYABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 T = TypeVar("T")
+log = logging.getLogger("medserve.jobs")
 
 
 @dataclass
@@ -225,7 +227,9 @@ class JobStore:
         while True:
             try:
                 return fn()
-            except _RETRYABLE:
+            except _RETRYABLE as exc:
+                if delay == 0.05 and self.retry_for_s:
+                    log.warning("job store: Redis unreachable (%s); retrying", type(exc).__name__)
                 if time.monotonic() + delay > deadline:
                     raise Unavailable(
                         "the job store (Redis) cannot be reached; retry later"
