@@ -1,5 +1,201 @@
-"""Routes: oip."""
+"""Routes: the Open Inference Protocol v2 on the gateway, forwarded to the worker hosting a model.
 
-from fastapi import APIRouter
+Bodies travel as raw bytes (JSON or binary tensors, gzip or not) with their OIP headers, and
+the worker's status, headers and body come back unchanged, so `tritonclient.http` works
+against the gateway as against a worker. `infer` is a plain ASGI app (no pydantic, no
+dependency injection): it is the hot path. Errors are `{"error": msg}` as OIP clients expect.
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from service.app import VERSION
+from service.deps import ModelsDep
+from service.envelope import render_error
+from service.errors import MedserveError
+from service.routing import ModelRouter, forward
+
+router = APIRouter(tags=["open inference protocol v2"])
+
+_JSON = "application/json"
+_OIP_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": (
+            "An OIP v2 inference request: JSON, or a JSON header of "
+            "`Inference-Header-Content-Length` bytes followed by binary tensors."
+        ),
+        "content": {
+            "application/json": {
+                "schema": {"type": "object"},
+                "example": {
+                    "inputs": [
+                        {"name": "INPUT0", "datatype": "FP32", "shape": [1, 4],
+                         "data": [1.0, 2.0, 3.0, 4.0]}
+                    ]
+                },
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}  # fmt: skip
+
+
+def _path_of(scope: Scope) -> str:
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else scope["path"]
+    query = scope.get("query_string")
+    return f"{path}?{query.decode('latin-1')}" if query else path
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class ForwardInfer:
+    """`POST /v2/models/{m}[/versions/{v}]/infer`: raw bytes to the worker and back."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        models: ModelRouter = scope["app"].state.models
+        request_id = scope["state"]["request_id"]
+        try:
+            route = models.route(scope["path_params"]["model_name"])
+            body = await _read_body(receive)
+            if body is None:
+                return  # the client went away; nothing to forward
+            status, headers, data = await forward(
+                models, "POST", route, _path_of(scope), body, dict(scope["headers"]), request_id
+            )
+        except MedserveError as error:
+            status, headers, data = render_error(scope["path"], error, request_id)
+        headers.append((b"content-length", str(len(data)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+
+
+_infer = ForwardInfer()
+for _prefix in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
+    router.add_route(
+        _prefix + "/infer",
+        _infer,  # type: ignore[arg-type]  # an ASGI app, which Starlette routes accept
+        methods=["POST"],
+        include_in_schema=False,
+    )
+
+
+def _raw(status: int, headers: list[tuple[bytes, bytes]], data: bytes) -> Response:
+    response = Response(data, status)
+    for key, value in headers:
+        response.headers[key.decode()] = value.decode("latin-1")
+    return response
+
+
+async def _forward_get(request: Request, models: ModelRouter, model: str) -> Response:
+    """Metadata, readiness and stats: answered by the worker hosting the model."""
+    request_id = request.scope["state"]["request_id"]
+    route = models.routes.get(model)
+    if route is None:
+        models.route(model)  # raises ModelNotFound with the list of served models
+        raise AssertionError  # unreachable
+    try:
+        status, headers, data = await forward(
+            models, "GET", route, _path_of(request.scope), b"", {}, request_id
+        )
+    except MedserveError as error:
+        status, headers, data = render_error(request.url.path, error, request_id)
+    return _raw(status, headers, data)
+
+
+@router.get("/v2", summary="Server metadata")
+async def server_metadata() -> dict[str, Any]:
+    return {
+        "name": "medserve",
+        "version": VERSION,
+        "extensions": ["binary_tensor_data", "model_repository", "statistics"],
+    }
+
+
+@router.get("/v2/health/live", summary="Server liveness")
+async def server_live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@router.get("/v2/health/ready", summary="Server readiness: every routed model ready (else 503)")
+async def server_ready(models: ModelsDep) -> Response:
+    ready = models.all_ready()
+    return Response(orjson.dumps({"ready": ready}), 200 if ready else 503, media_type=_JSON)
+
+
+@router.post("/v2/repository/index", summary="Every routed model and its state")
+async def repository_index(models: ModelsDep) -> list[dict[str, Any]]:
+    entries = []
+    for name, route in models.snapshot().items():
+        entry: dict[str, Any] = {"name": name, "state": route.state}
+        versions = (route.metadata or {}).get("versions")
+        if versions:
+            entry["version"] = str(versions[-1])
+        if route.reason:
+            entry["reason"] = route.reason
+        entries.append(entry)
+    return entries
+
+
+@router.get("/v2/models/{model_name}", summary="Model metadata (inputs, outputs, provenance)")
+async def model_metadata(model_name: str, request: Request, models: ModelsDep) -> Response:
+    return await _forward_get(request, models, model_name)
+
+
+@router.get("/v2/models/{model_name}/versions/{model_version}", summary="Model metadata")
+async def model_version_metadata(
+    model_name: str, model_version: str, request: Request, models: ModelsDep
+) -> Response:
+    return await _forward_get(request, models, model_name)
+
+
+@router.get("/v2/models/{model_name}/ready", summary="Model readiness (200 ready, else 503)")
+async def model_ready(model_name: str, request: Request, models: ModelsDep) -> Response:
+    return await _forward_get(request, models, model_name)
+
+
+@router.get("/v2/models/{model_name}/versions/{model_version}/ready", summary="Model readiness")
+async def model_version_ready(
+    model_name: str, model_version: str, request: Request, models: ModelsDep
+) -> Response:
+    return await _forward_get(request, models, model_name)
+
+
+@router.get("/v2/models/{model_name}/stats", summary="Model statistics (queue, batches)")
+async def model_stats(model_name: str, request: Request, models: ModelsDep) -> Response:
+    return await _forward_get(request, models, model_name)
+
+
+# Documentation only: the ASGI routes above answer these paths first.
+@router.post(
+    "/v2/models/{model_name}/infer",
+    summary="Inference (OIP v2, JSON or binary tensors)",
+    openapi_extra=_OIP_BODY,
+)
+async def model_infer_doc(model_name: str) -> dict[str, Any]:
+    raise AssertionError("served by ForwardInfer")
+
+
+@router.post(
+    "/v2/models/{model_name}/versions/{model_version}/infer",
+    summary="Inference on one model version",
+    openapi_extra=_OIP_BODY,
+)
+async def model_version_infer_doc(model_name: str, model_version: str) -> dict[str, Any]:
+    raise AssertionError("served by ForwardInfer")

@@ -1,0 +1,211 @@
+"""The gateway: `create_app(settings)` builds the FastAPI app (routes, errors, auth, docs, metrics).
+
+It never imports torch: model work happens in workers, reached through `ModelRouter`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from model_store.manifest import Manifest
+from service.auth import Authenticator, RateLimiter
+from service.envelope import error_body, render_error
+from service.errors import MedserveError
+from service.metrics import GatewayMetrics
+from service.middleware import GatewayMiddleware
+from service.routes import ROUTER_MODULES
+from service.routing import ModelRouter
+from service.settings import Settings
+
+log = logging.getLogger("medserve.gateway")
+
+VERSION = "0.1.0"
+DESCRIPTION = """\
+One API for published medical-imaging models (RoentGen-v2, MedVAE, Merlin, SRRG, MedVAL).
+
+* **/v1**: task routes per model family and batch jobs; errors are
+  `{"error": {"code", "message", "request_id"}}`.
+* **/v2**: the Open Inference Protocol v2 (KServe v2 / Triton REST, JSON and binary tensors),
+  forwarded to the worker hosting the model; `tritonclient.http` works unchanged.
+* Auth: `Authorization: Bearer <key>` or `X-API-Key: <key>` when the server sets API keys.
+
+Generated images are synthetic and say so; every inference says which weights served it.
+"""
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+def _static_dir() -> Path | None:
+    """Swagger UI's JS and CSS from the installed `fastapi-offline` wheel (no CDN needed)."""
+    try:
+        import fastapi_offline
+    except ImportError:
+        return None
+    path = Path(fastapi_offline.__file__).parent / "static"
+    return path if (path / "swagger-ui-bundle.js").exists() else None
+
+
+def _request_id(request: Request) -> str | None:
+    value = request.scope.get("state", {}).get("request_id")
+    return str(value) if value else None
+
+
+def validation_message(exc: RequestValidationError) -> str:
+    """'field: problem; ...' naming each field, never echoing the value sent."""
+    parts = []
+    for error in exc.errors()[:10]:
+        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")]
+        where = ".".join(loc) or "body"
+        parts.append(f"{where}: {error.get('msg', 'invalid value')}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def on_medserve(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, MedserveError)
+        status, headers, body = render_error(request.url.path, exc, _request_id(request))
+        return Response(body, status, headers={k.decode(): v.decode() for k, v in headers})
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        body = error_body(
+            request.url.path, "invalid_input", validation_message(exc), _request_id(request)
+        )
+        return Response(body, 422, media_type="application/json")
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no route {request.method} {request.url.path}; see /docs for the API"
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}; see /docs"
+        body = error_body(request.url.path, code, message, _request_id(request))
+        headers = dict(exc.headers or {})
+        return Response(body, exc.status_code, headers=headers, media_type="application/json")
+
+    async def on_any(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error on %s", request.url.path, exc_info=exc)
+        body = error_body(
+            request.url.path, "internal", "internal error; see the server log", _request_id(request)
+        )
+        return Response(body, 500, media_type="application/json")
+
+    app.add_exception_handler(MedserveError, on_medserve)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_any)
+
+
+def _install_docs(app: FastAPI, auth_enabled: bool) -> None:
+    static = _static_dir()
+    if static is not None:
+        app.mount("/docs/static", StaticFiles(directory=static), name="docs-static")
+        js, css, icon = (
+            f"/docs/static/{name}"
+            for name in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon.png")
+        )
+    else:  # falls back to the CDN FastAPI uses by default
+        js = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"
+        css = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"
+        icon = "https://fastapi.tiangolo.com/img/favicon.png"
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="medserve API",
+            swagger_js_url=js,
+            swagger_css_url=css,
+            swagger_favicon_url=icon,
+        )
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            if auth_enabled:
+                schema.setdefault("components", {})["securitySchemes"] = {
+                    "bearer": {"type": "http", "scheme": "bearer"},
+                    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                }
+                schema["security"] = [{"bearer": []}, {"apiKey": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(settings: Settings, manifests: dict[str, Manifest] | None = None) -> FastAPI:
+    """The gateway app; `manifests` defaults to the ones shipped in `model_store/manifests`."""
+    metrics = GatewayMetrics()
+    models = ModelRouter(settings, manifests, metrics)
+    authenticator = Authenticator(settings)
+    limiter = RateLimiter(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await models.start()
+        log.info("gateway started", extra={"models": sorted(models.routes)})
+        try:
+            yield
+        finally:
+            await models.close()
+            await limiter.close()
+
+    app = FastAPI(
+        title="medserve",
+        version=VERSION,
+        description=DESCRIPTION,
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.models = models
+    app.state.metrics = metrics
+    _install_error_handlers(app)
+    for module_name in ROUTER_MODULES:
+        module = importlib.import_module(module_name)
+        app.include_router(module.router)
+    _install_docs(app, authenticator.enabled)
+    app.add_middleware(
+        GatewayMiddleware,
+        max_body_bytes=int(settings.max_body_mb * (1 << 20)),
+        metrics=metrics,
+        authenticator=authenticator,
+        limiter=limiter,
+    )
+    return app

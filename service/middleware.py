@@ -1,0 +1,175 @@
+"""The gateway's ASGI middleware: request id, body cap, API keys, rate limit, metrics, access log.
+
+Pure ASGI (no BaseHTTPMiddleware) because it sits on the inference hot path. It also answers
+the last-resort 500 itself, so even that response carries the request id and is counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.auth import Authenticator, RateLimiter, is_open
+from service.envelope import error_body, render_error
+from service.errors import MedserveError, PayloadTooLarge
+from service.logging import request_id_var
+from service.metrics import GatewayMetrics
+
+log = logging.getLogger("medserve.access")
+errors_log = logging.getLogger("medserve.gateway")
+
+_REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_QUIET = frozenset({"/livez", "/readyz", "/metrics"})
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+class GatewayMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        metrics: GatewayMetrics,
+        authenticator: Authenticator,
+        limiter: RateLimiter,
+    ) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+        self.metrics = metrics
+        self.auth = authenticator
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        path: str = scope["path"]
+        headers = dict(scope["headers"])
+        incoming = headers.get(b"x-request-id")
+        request_id = None
+        if incoming:
+            candidate = incoming.decode("latin-1")
+            if _REQUEST_ID_OK.match(candidate):
+                request_id = candidate
+        request_id = request_id or new_request_id()
+        token = request_id_var.set(request_id)
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["tenant"] = "default"
+        status_holder = [500]
+        rid_header = (b"x-request-id", request_id.encode())
+
+        started = [False]
+
+        async def send_tracking(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                started[0] = True
+                status_holder[0] = message["status"]
+                message["headers"] = [*message.get("headers", []), rid_header]
+            await send(message)
+
+        try:
+            error = await self._admit(scope, headers, path, state)
+            if error is not None:
+                await self._send_error(send_tracking, path, error, request_id)
+            else:
+                await self.app(scope, self._capped(receive), send_tracking)
+        except Exception as exc:  # the last resort: no trace, no request data in the answer
+            errors_log.error(
+                "unhandled error on %s %s", scope["method"], _route_of(scope), exc_info=exc
+            )
+            if not started[0]:
+                message = "internal error; see the server log"
+                body = error_body(path, "internal", message, request_id)
+                await send_tracking(
+                    {"type": "http.response.start", "status": 500,
+                     "headers": [(b"content-type", b"application/json")]}
+                )  # fmt: skip
+                await send_tracking({"type": "http.response.body", "body": body})
+        finally:
+            elapsed = time.perf_counter() - start
+            route = _route_of(scope)
+            status = status_holder[0]
+            self.metrics.observe_request(scope["method"], route, status, elapsed)
+            level = logging.DEBUG if path in _QUIET else logging.INFO
+            if log.isEnabledFor(level):
+                log.log(
+                    level,
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "tenant": state.get("tenant"),
+                    },
+                )
+            request_id_var.reset(token)
+
+    async def _admit(
+        self, scope: Scope, headers: dict[bytes, bytes], path: str, state: dict[str, Any]
+    ) -> MedserveError | None:
+        """Checks that happen before any route runs; returns the error to answer with."""
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                declared = int(length)
+            except ValueError:
+                declared = 0
+            if declared > self.max_body:
+                return PayloadTooLarge(self._too_large_message())
+        if self.auth.enabled and not is_open(path):
+            try:
+                key = self.auth.key_from_headers(headers)
+                state["tenant"] = self.auth.tenant_for(key)
+                if self.limiter.enabled and key is not None:
+                    try:
+                        await self.limiter.check(key, state["tenant"])
+                    except MedserveError:
+                        self.metrics.rate_limited.labels(state["tenant"]).inc()
+                        raise
+            except MedserveError as error:
+                return error
+        return None
+
+    def _too_large_message(self) -> str:
+        mb = self.max_body / (1 << 20)
+        return f"the request body exceeds {mb:g} MB (MEDSERVE_MAX_BODY_MB); send a smaller request"
+
+    def _capped(self, receive: Receive) -> Receive:
+        """Count streamed body bytes; past the cap the route's body read raises 413."""
+        seen = [0]
+        limit = self.max_body
+
+        async def wrapped() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                seen[0] += len(message.get("body", b""))
+                if seen[0] > limit:
+                    raise PayloadTooLarge(self._too_large_message())
+            return message
+
+        return wrapped
+
+    @staticmethod
+    async def _send_error(send: Send, path: str, error: MedserveError, request_id: str) -> None:
+        status, headers, body = render_error(path, error, request_id)
+        if status == 401:
+            headers.append((b"www-authenticate", b"Bearer"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _route_of(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"

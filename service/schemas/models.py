@@ -1,0 +1,48 @@
+"""Response schemas of `/v1/models`, `/v1/models/{name}` and `/readyz`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class WeightsInfo(BaseModel):
+    kind: str | None = Field(
+        None, description="pulled | random-tiny | random-full, as the worker reports it."
+    )
+    digest: str | None = Field(None, description="sha256 over the weight files.")
+
+
+class ModelInfo(BaseModel):
+    """Manifest facts of a served model plus its live state."""
+
+    name: str
+    family: str | None = None
+    version: str | None = None
+    description: str = ""
+    license: str | None = None
+    intended_use: str = ""
+    input: dict[str, Any] = Field(default_factory=dict, description="The input contract.")
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    ready: bool
+    state: str = Field(description="READY, LOADING, UNAVAILABLE or UNKNOWN.")
+    reason: str | None = None
+    weights: WeightsInfo = Field(default_factory=WeightsInfo)
+    inputs: list[dict[str, Any]] = Field(default_factory=list, description="OIP input tensors.")
+    outputs: list[dict[str, Any]] = Field(default_factory=list, description="OIP output tensors.")
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class ModelState(BaseModel):
+    ready: bool
+    state: str
+    reason: str | None = None
+
+
+class Readiness(BaseModel):
+    ready: bool
+    models: dict[str, ModelState]
