@@ -1,0 +1,1 @@
+"""File decoding and encoding for imaging models (numpy-level; no torch)."""
