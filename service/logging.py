@@ -54,6 +54,13 @@ class TextFormatter(logging.Formatter):
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         rid = f" [{request_id}]" if request_id else ""
         line = f"{stamp} {record.levelname:<7} {record.name}{rid}: {record.getMessage()}"
+        extras = [
+            f"{key}={value}"
+            for key, value in record.__dict__.items()
+            if key not in _RESERVED and key != "request_id" and not key.startswith("_")
+        ]
+        if extras:
+            line += " " + " ".join(extras)
         if record.exc_info and record.exc_info[0] is not None:
             line += f" ({record.exc_info[0].__name__})"
         return line

@@ -197,7 +197,7 @@ class ModelRouter:
         if client is None:
             from workers.client import OIPClient
 
-            client = OIPClient(url)
+            client = OIPClient(url, timeout_s=self.settings.upstream_timeout_s)
             self._clients[url] = client
         return client
 
