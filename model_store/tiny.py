@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from model_store.manifest import Manifest
-from model_store.store import ModelStore, ResolvedModel, write_marker
+from model_store.store import ModelStore, ResolvedModel, Weights, write_marker
 
 
 def build_tiny(
@@ -22,7 +22,7 @@ def build_tiny(
     manifest: Manifest = store.manifest(name)
     target = store.path(name)
     info = store.info(name)
-    wanted = "random-full" if full_size else "random-tiny"
+    wanted: Weights = "random-full" if full_size else "random-tiny"
     if info is not None and not force and info["weights"] in ("pulled", wanted):
         return store.resolve(name)
     if target.exists():

@@ -127,7 +127,7 @@ BY_CODE: dict[str, type[MedserveError]] = {cls.code: cls for cls in HTTP_STATUS}
 def http_status(error: MedserveError) -> int:
     for cls in type(error).__mro__:
         if cls in HTTP_STATUS:
-            return HTTP_STATUS[cls]  # type: ignore[index]
+            return HTTP_STATUS[cls]
     return 500
 
 
