@@ -1,5 +1,121 @@
-"""Routes: openai."""
+"""Routes: OpenAI-compatible pass-through (`/v1/chat/completions`, `/v1/completions`) to the
+models the platform runs on vLLM. API keys and rate limits apply as on every route (gateway
+middleware); streaming (SSE) is relayed chunk by chunk.
+"""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+
+from service.deps import ModelsDep, SettingsDep
+from service.errors import (
+    BadRequest,
+    DeadlineExceeded,
+    InvalidInput,
+    ModelNotFound,
+    Unavailable,
+    UpstreamError,
+)
+from service.settings import Settings
+
+router = APIRouter(tags=["openai"])
+
+PLATFORM_MODEL = "medval-4b"  # the platform's name for the model vLLM serves
+
+
+def served_name(settings: Settings, model: Any) -> str:
+    """Platform or served model name -> the name vLLM knows; 404/503 otherwise."""
+    if not settings.vllm_base_url:
+        raise Unavailable(
+            "no vLLM engine is configured (set MEDSERVE_VLLM_BASE_URL); the OpenAI-compatible "
+            "routes serve only models that run on vLLM"
+        )
+    served = settings.vllm_model or PLATFORM_MODEL
+    if not isinstance(model, str) or not model:
+        raise InvalidInput(f"send 'model': one of {PLATFORM_MODEL!r}, {served!r}")
+    if model not in {PLATFORM_MODEL, served}:
+        raise ModelNotFound(
+            f"model '{model[:100]}' does not run on vLLM here; use {PLATFORM_MODEL!r} or {served!r}"
+        )
+    return served
+
+
+def _upstream_message(payload: bytes) -> str:
+    """vLLM's own error message, cut before any echo of the request's values."""
+    try:
+        data = json.loads(payload)
+        message = data.get("error", {}).get("message") if "error" in data else data.get("message")
+    except (ValueError, AttributeError):
+        return ""
+    if not isinstance(message, str):
+        return ""
+    message = re.split(r"\[type=|input_value|input=", message)[0]
+    return message.strip()[:300]
+
+
+async def _forward(request: Request, settings: Settings, models: ModelsDep, path: str) -> Response:
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        raise BadRequest("the body is not JSON; send an OpenAI-style JSON request") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object")
+    body["model"] = served_name(settings, body.get("model"))
+    assert settings.vllm_base_url
+    base = settings.vllm_base_url.rstrip("/")
+    url = f"{base}{path}" if base.endswith("/v1") else f"{base}/v1{path}"
+    headers = {"Content-Type": "application/json"}
+    if settings.vllm_api_key:
+        headers["Authorization"] = f"Bearer {settings.vllm_api_key}"
+    timeout = aiohttp.ClientTimeout(total=settings.upstream_timeout_s)
+    try:
+        upstream = await models.session.post(url, json=body, headers=headers, timeout=timeout)
+    except TimeoutError:
+        raise DeadlineExceeded("the vLLM engine did not answer in time") from None
+    except aiohttp.ClientError:
+        raise Unavailable(
+            "the vLLM engine cannot be reached; check MEDSERVE_VLLM_BASE_URL"
+        ) from None
+    if upstream.status != 200:
+        payload = await upstream.read()
+        upstream.release()
+        detail = _upstream_message(payload)
+        message = f"the vLLM engine refused the request (HTTP {upstream.status})"
+        message += f": {detail}" if detail else ""
+        if 400 <= upstream.status < 500:
+            raise InvalidInput(message)
+        raise UpstreamError(message)
+    if body.get("stream"):
+        return StreamingResponse(
+            _relay(upstream),
+            media_type=upstream.headers.get("Content-Type", "text/event-stream"),
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    payload = await upstream.read()
+    upstream.release()
+    return Response(payload, media_type="application/json")
+
+
+async def _relay(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in upstream.content.iter_any():
+            yield chunk
+    finally:
+        upstream.release()
+
+
+@router.post("/v1/chat/completions", summary="OpenAI-compatible chat completions (vLLM models)")
+async def chat_completions(request: Request, settings: SettingsDep, models: ModelsDep) -> Response:
+    return await _forward(request, settings, models, "/chat/completions")
+
+
+@router.post("/v1/completions", summary="OpenAI-compatible text completions (vLLM models)")
+async def completions(request: Request, settings: SettingsDep, models: ModelsDep) -> Response:
+    return await _forward(request, settings, models, "/completions")

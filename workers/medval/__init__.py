@@ -1,0 +1,1 @@
+"""MedVAL: prompt, answer parser, engines and MedVAL-Bench scoring (pure Python, no torch)."""
