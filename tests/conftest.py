@@ -66,7 +66,8 @@ def wait_for(url: str, timeout_s: float, ok: Callable[[httpx.Response], bool], w
         except httpx.HTTPError:
             pass
         time.sleep(0.1)
-    raise TimeoutError(f"{url} not ready after {timeout_s:.0f} s\n{why() if callable(why) else why}")
+    details = why() if callable(why) else why
+    raise TimeoutError(f"{url} not ready after {timeout_s:.0f} s\n{details}")
 
 
 class Proc:
@@ -130,13 +131,19 @@ class EmbeddedStack:
             **settings_env(overrides),
         )
         self.workers = [
-            Proc(f"worker-{i}", [*CLI, "worker", "--models", ",".join(g), "--port", str(p)], env, home)
+            Proc(
+                f"worker-{i}",
+                [*CLI, "worker", "--models", ",".join(g), "--port", str(p)],
+                env,
+                home,
+            )
             for i, (g, p) in enumerate(zip(groups, ports, strict=True))
         ]
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         gateway_env = {**env, "MEDSERVE_ROUTES": json.dumps(self.routes)}
-        self.gateway = Proc("gateway", [*CLI, "gateway", "--port", str(self.port)], gateway_env, home)
+        argv = [*CLI, "gateway", "--port", str(self.port)]
+        self.gateway = Proc("gateway", argv, gateway_env, home)
         self.client = httpx.Client(base_url=self.url, timeout=60.0)
 
     @property
@@ -199,9 +206,7 @@ def tiny_model(model_store: ModelStore) -> Callable[[str], ResolvedModel]:
 
 
 @pytest.fixture
-def worker_app(
-    model_dir: Path, tiny_model: Callable[[str], ResolvedModel]
-) -> Callable[..., Any]:
+def worker_app(model_dir: Path, tiny_model: Callable[[str], ResolvedModel]) -> Callable[..., Any]:
     """`worker_app(models, **settings)`: an in-process worker ASGI app (models load lazily)."""
     from workers.main import build_adapters
     from workers.server import create_worker_app
@@ -240,7 +245,7 @@ def embedded_stack(
                 del stacks[key]
                 raise
         elif not all(w.alive() for w in stack.workers) or not stack.gateway.alive():
-            for i, worker in enumerate(stack.workers):
+            for worker in stack.workers:
                 if not worker.alive():
                     worker.start()
             if not stack.gateway.alive():
