@@ -137,6 +137,7 @@ class Batcher:
         self._queues: tuple[deque[_Entry], deque[_Entry]] = (deque(), deque())
         self._queued = 0
         self._busy = False
+        self._in_flight = 0
         self._accepting = True
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
@@ -319,6 +320,7 @@ class Batcher:
         for entry in batch:
             self.stats.queue.add(started - entry.request.enqueued)
         items = [entry.item for entry in batch]
+        self._in_flight = len(items)
         t0 = time.perf_counter()
         try:
             results = await loop.run_in_executor(self._executor, self.adapter.predict, items)
@@ -344,6 +346,7 @@ class Batcher:
             )
             return
         finally:
+            self._in_flight = 0
             seconds = time.perf_counter() - t0
             self._record_batch(len(batch), seconds)
         for entry, result in zip(batch, results, strict=True):
@@ -429,6 +432,7 @@ class Batcher:
                 for size, counter in sorted(s.batch_sizes.items())
             ],
             "queue_depth": self._queued,
+            "in_flight": self._in_flight,
             "config": {
                 "max_batch_size": self.config.max_batch_size,
                 "max_queue_delay_ms": self.config.max_queue_delay_ms,

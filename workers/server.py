@@ -135,8 +135,8 @@ class InferEndpoint:
             return
         except MedserveError as exc:
             status, out_headers, body = error_parts(exc)
-            if status >= 500:
-                log.warning("infer failed", extra={"status": status, "code": exc.code})
+            level = logging.WARNING if status >= 500 else logging.INFO
+            log.log(level, "infer refused", extra={"status": status, "code": exc.code})
         finally:
             request_id_var.reset(token)
         out_headers.append((b"x-request-id", rid.encode()))
