@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The official `medvae` package (reference for the MedVAE parity test) in its own venv: its pins
+# (wandb, open_clip, hydra...) clash with ours. torch/torchvision pinned to the project's pair so pip
+# takes them from this machine's disk. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv-medvae
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import medvae" 2>/dev/null; then
+  exit 0
+fi
+python3 -m venv "$VENV"
+"$VENV/bin/pip" install -q torch==2.14.1 torchvision==0.29.1 medvae==0.1.7
+echo "medvae reference env ready: $VENV"
