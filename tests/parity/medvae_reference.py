@@ -13,12 +13,11 @@ from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-import medvae.utils.factory as factory  # noqa: E402
-from medvae import MVAE  # noqa: E402
-from monai.inferers import sliding_window_inference  # noqa: E402
+import medvae.utils.factory as factory
+import numpy as np
+import torch
+from medvae import MVAE
+from monai.inferers import sliding_window_inference
 
 GPU_DIM = 40  # roi_size_calc gives 32-voxel windows for the 64x64x32 test volumes
 SEED = 1234
@@ -64,21 +63,20 @@ def main() -> None:
                     mvae.transform = factory.build_transform(name, modality)
                     x = mvae.apply_transform(str(path))
                     save(f"{modality}.input", x)
-                if True:
-                    mvae.transform = factory.build_transform(name, "ct")
-                    x = mvae.apply_transform(str(ct))
-                    roi = [32, 32, 32]
-                    z = sliding_window_inference(
-                        inputs=x,
-                        roi_size=roi,
-                        sw_batch_size=1,
-                        mode="gaussian",
-                        predictor=lambda p: model(p, sample_posterior=False, decode=False)[0],
-                    )
-                    save("s1", z)
-                    torch.manual_seed(SEED)
-                    save("sample", mvae.encode(x))
-                    save("decoded", mvae.decode(z))
+                mvae.transform = factory.build_transform(name, "ct")
+                x = mvae.apply_transform(str(ct))
+                roi = [32, 32, 32]
+                z = sliding_window_inference(
+                    inputs=x,
+                    roi_size=roi,
+                    sw_batch_size=1,
+                    mode="gaussian",
+                    predictor=lambda p, m=model: m(p, sample_posterior=False, decode=False)[0],
+                )
+                save("s1", z)
+                torch.manual_seed(SEED)
+                save("sample", mvae.encode(x))
+                save("decoded", mvae.decode(z))
         print(name, "ok", flush=True)
 
 
