@@ -130,7 +130,12 @@ def _tokenizer(max_length: int = 77) -> Any:
 
 def build(manifest: Manifest, target: Path, full_size: bool = False, seed: int = 0) -> None:
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
