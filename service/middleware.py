@@ -69,24 +69,45 @@ class GatewayMiddleware:
         rid_header = (b"x-request-id", request_id.encode())
 
         started = [False]
+        cut_off = [False]  # the body passed the cap and 413 was sent: drop the app's answer
 
         async def send_tracking(message: Message) -> None:
             if message["type"] == "http.response.start":
+                if started[0]:
+                    return
                 started[0] = True
                 status_holder[0] = message["status"]
                 message["headers"] = [*message.get("headers", []), rid_header]
+            elif cut_off[0]:
+                return
             await send(message)
+
+        async def capped_receive() -> Message:
+            """Count streamed body bytes; past the cap answer 413 and tell the app we are done."""
+            message = await receive()
+            if message["type"] == "http.request" and not cut_off[0]:
+                seen[0] += len(message.get("body", b""))
+                if seen[0] > self.max_body:
+                    if not started[0]:
+                        error = PayloadTooLarge(self._too_large_message())
+                        await self._send_error(send_tracking, path, error, request_id)
+                    cut_off[0] = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        seen = [0]
 
         try:
             error = await self._admit(scope, headers, path, state)
             if error is not None:
                 await self._send_error(send_tracking, path, error, request_id)
             else:
-                await self.app(scope, self._capped(receive), send_tracking)
+                await self.app(scope, capped_receive, send_tracking)
         except Exception as exc:  # the last resort: no trace, no request data in the answer
-            errors_log.error(
-                "unhandled error on %s %s", scope["method"], _route_of(scope), exc_info=exc
-            )
+            if not cut_off[0]:
+                errors_log.error(
+                    "unhandled error on %s %s", scope["method"], _route_of(scope), exc_info=exc
+                )
             if not started[0]:
                 message = "internal error; see the server log"
                 body = error_body(path, "internal", message, request_id)
@@ -144,21 +165,6 @@ class GatewayMiddleware:
     def _too_large_message(self) -> str:
         mb = self.max_body / (1 << 20)
         return f"the request body exceeds {mb:g} MB (MEDSERVE_MAX_BODY_MB); send a smaller request"
-
-    def _capped(self, receive: Receive) -> Receive:
-        """Count streamed body bytes; past the cap the route's body read raises 413."""
-        seen = [0]
-        limit = self.max_body
-
-        async def wrapped() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                seen[0] += len(message.get("body", b""))
-                if seen[0] > limit:
-                    raise PayloadTooLarge(self._too_large_message())
-            return message
-
-        return wrapped
 
     @staticmethod
     async def _send_error(send: Send, path: str, error: MedserveError, request_id: str) -> None:

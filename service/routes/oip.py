@@ -68,7 +68,11 @@ async def _read_body(receive: Receive) -> bytes | None:
 class ForwardInfer:
     """`POST /v2/models/{m}[/versions/{v}]/infer`: raw bytes to the worker and back."""
 
+    def __init__(self, path: str) -> None:
+        self.path = path  # the route template, for metrics and access logs
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["route"] = self
         models: ModelRouter = scope["app"].state.models
         request_id = scope["state"]["request_id"]
         try:
@@ -86,11 +90,10 @@ class ForwardInfer:
         await send({"type": "http.response.body", "body": data})
 
 
-_infer = ForwardInfer()
 for _prefix in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
     router.add_route(
         _prefix + "/infer",
-        _infer,  # type: ignore[arg-type]  # an ASGI app, which Starlette routes accept
+        ForwardInfer(_prefix + "/infer"),  # type: ignore[arg-type]  # an ASGI app, which Starlette routes accept
         methods=["POST"],
         include_in_schema=False,
     )
