@@ -25,7 +25,7 @@ SCHEDULER_EXTRAS: dict[str, dict[str, Any]] = {
     "ddim": {"clip_sample": False},
     "dpmsolver++": {"algorithm_type": "dpmsolver++", "solver_order": 2},
 }
-# diffusers renamed `torch_dtype` to `dtype` (the released code pins 0.35, which knows only the old name).
+# diffusers renamed `torch_dtype` to `dtype`; the released code pins 0.35 (old name only).
 _DTYPE_KEYWORD = (
     "dtype"
     if hasattr(importlib.import_module("diffusers.utils.deprecation_utils"), "_resolve_dtype")

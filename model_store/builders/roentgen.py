@@ -94,7 +94,7 @@ TINY_TEXT: dict[str, Any] = {
 }
 
 # Words that become single tokens, so typical prompts fit the 77-token window like real BPE.
-WORDS = """
+_WORD_TEXT = """
 year old female male white black asian hispanic no acute cardiopulmonary process normal chest
 radiograph intrathoracic abnormalities abnormality identified findings impression pleural effusion
 effusions pneumothorax consolidation atelectasis cardiomegaly edema pulmonary opacity opacities
@@ -104,7 +104,8 @@ unchanged interval increased decreased new likely possible suggestive concerning
 infection support devices tube line catheter tip enlarged silhouette hilar vascular congestion
 basilar bibasilar subsegmental clear osseous structures intact frontal lateral view views
 portable upright supine evidence focal airspace disease within limits
-""".split()
+"""
+WORDS = _WORD_TEXT.split()
 
 
 def _tokenizer(max_length: int = 77) -> Any:
@@ -125,7 +126,8 @@ def _tokenizer(max_length: int = 77) -> Any:
                 merges.append((current, nxt))
             current += nxt
             vocab.setdefault(current, len(vocab))
-    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
+    pairs: Any = merges  # the stubs say list[str]; the BPE backend wants pairs
+    return CLIPTokenizer(vocab=vocab, merges=pairs, model_max_length=max_length)
 
 
 def build(manifest: Manifest, target: Path, full_size: bool = False, seed: int = 0) -> None:
@@ -161,7 +163,7 @@ def build(manifest: Manifest, target: Path, full_size: bool = False, seed: int =
         scaling_factor=0.18215,
         **(FULL_VAE if full_size else TINY_VAE),
     )
-    pipe = StableDiffusionPipeline(
+    pipe: Any = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
