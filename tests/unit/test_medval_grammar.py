@@ -23,9 +23,13 @@ def test_regex_accepts_answers_the_parser_reads() -> None:
     none = good.split("[[ ## errors ## ]]\n")[0] + "[[ ## errors ## ]]\nNone\n\n"
     none += "[[ ## risk_level ## ]]\n1\n\n[[ ## completed ## ]]"
     assert pattern.fullmatch(none)
-    for bad in (good.replace("\n4\n", "\n5\n"), good.replace("Missing claim", "Typo"),
-                good.replace("short", "x" * 5000), good.replace("short", "a [bracket]")):  # fmt: skip
-        assert not pattern.fullmatch(bad)
+    bad = [
+        good.replace("\n4\n", "\n5\n"),
+        good.replace("Missing claim", "Typo"),
+        good.replace("short", "x" * 5000),
+        good.replace("short", "a [bracket]"),
+    ]
+    assert not any(pattern.fullmatch(text) for text in bad)
     assert grammar.max_chars <= 511
 
 

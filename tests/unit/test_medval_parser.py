@@ -79,7 +79,8 @@ def test_marker_spacing_case_and_thinking_blocks() -> None:
 
 def test_json_answer() -> None:
     graded = parse_answer(
-        '```json\n{"reasoning": "r", "errors": "Error 1: Other: x", "risk_level": "Literal[2]"}\n```'
+        '```json\n{"reasoning": "r", "errors": "Error 1: Other: x", '
+        '"risk_level": "Literal[2]"}\n```'
     )
     assert graded.risk_level == 2 and graded.errors[0].category == "Other"
     with pytest.raises(AnswerUnparseable):
@@ -106,8 +107,10 @@ def test_no_errors(none: str) -> None:
          [(None, "the dose is wrong"), (None, "the side is wrong")]),
         ("- Fabricated claim: pneumonia\n- Missing context: no size",
          [("Fabricated claim", "pneumonia"), ("Missing context", "no size")]),
-        ("1. Detail misidentification: left vs right", [("Detail misidentification", "left vs right")]),
-        ("error 1) Incorrect recommendation: CT advised", [("Incorrect recommendation", "CT advised")]),
+        ("1. Detail misidentification: left vs right",
+         [("Detail misidentification", "left vs right")]),
+        ("error 1) Incorrect recommendation: CT advised",
+         [("Incorrect recommendation", "CT advised")]),
     ],
 )  # fmt: skip
 def test_error_list_variants(errors: str, expected: list[tuple[str | None, str]]) -> None:

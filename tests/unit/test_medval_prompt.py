@@ -43,7 +43,9 @@ def test_task_instruction_lands_in_the_instruction_section(task: str) -> None:
     instruction, key = resolve_instruction(task)
     user = build_messages(instruction, "r", "c")[1]["content"]
     assert key == task
-    assert user.startswith(f"[[ ## instruction ## ]]\n{TASK_PROMPTS[task]}\n\n[[ ## reference ## ]]\nr")
+    assert user.startswith(
+        f"[[ ## instruction ## ]]\n{TASK_PROMPTS[task]}\n\n[[ ## reference ## ]]\nr"
+    )
 
 
 def test_free_instruction_is_sent_verbatim() -> None:

@@ -41,7 +41,12 @@ def test_overall_and_per_task_metrics(tmp_path: Path) -> None:
     assert overall["confusion"][3][1] == 1  # physician 4, model 2
     r2i, d2n = scores["per_task"]["report2impression"], scores["per_task"]["dialogue2note"]
     assert (r2i["n"], r2i["risk_accuracy"], r2i["binary_f1"]) == (4, 0.5, 0.5)
-    assert (d2n["n"], d2n["n_missing"], d2n["binary_f1"], d2n["risk_accuracy"]) == (3, 1, 1.0, 2 / 3)
+    assert (d2n["n"], d2n["n_missing"], d2n["binary_f1"], d2n["risk_accuracy"]) == (
+        3,
+        1,
+        1.0,
+        2 / 3,
+    )
 
 
 def test_risk_level_column_is_accepted(tmp_path: Path) -> None:
