@@ -23,8 +23,6 @@ from workers.jobs import campaign
 from workers.jobs.types import JobType
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from workers.jobs.runner import JobContext
 
 MAX_IMAGES = 1_000_000
@@ -84,39 +82,31 @@ def metadata_part(shard: int) -> str:
     return f".shards/metadata-{shard:05d}.jsonl"
 
 
-def to_image(response: Any) -> Image.Image:
-    """The generated image from a worker response (PNG bytes or a pixel tensor)."""
-    from PIL import Image
-
+def to_pixels(response: Any) -> np.ndarray:
+    """The generated image from a worker response as [H, W] or [C, H, W] values in [0, 1]."""
     outputs = response.outputs
     name = next((n for n in IMAGE_OUTPUTS if n in outputs), next(iter(outputs), None))
     if name is None:
         raise UpstreamError("the image model answered with no output tensor")
     array = np.asarray(outputs[name])
-    if array.dtype == np.object_:
-        return Image.open(io.BytesIO(bytes(array.reshape(-1)[0]))).convert("RGB")
-    while array.ndim > 3:
-        array = array[0]
-    if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
-        array = np.moveaxis(array, 0, -1)
-    if array.dtype != np.uint8:
-        array = (np.clip(array.astype(np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
-    return Image.fromarray(array.squeeze(-1) if array.ndim == 3 and array.shape[-1] == 1 else array)
+    if array.dtype == np.object_:  # an encoded image file
+        from PIL import Image
+
+        with Image.open(io.BytesIO(bytes(array.reshape(-1)[0]))) as image:
+            array = np.asarray(image.convert("L" if image.mode in ("L", "I;16") else "RGB"))
+    while array.ndim > 3 or (array.ndim == 3 and array.shape[0] == 1 and array.shape[-1] > 4):
+        array = array[0]  # drop the batch axis
+    if array.ndim == 3 and array.shape[-1] in (1, 3):
+        array = np.moveaxis(array, -1, 0)
+    scale = 255.0 if array.dtype == np.uint8 else 65535.0 if array.dtype == np.uint16 else 1.0
+    return array.astype(np.float64) / scale
 
 
-def labelled_png(image: Image.Image, provenance: dict[str, Any]) -> bytes:
-    """PNG with text chunks that say it is synthetic and where it came from."""
-    from PIL.PngImagePlugin import PngInfo
+def labelled_png(pixels: np.ndarray, provenance: dict[str, Any]) -> bytes:
+    """PNG whose text chunks say it is synthetic and carry its provenance (shared writer)."""
+    from workers.imaging.writers import to_png
 
-    info = PngInfo()
-    for key, value in getattr(image, "text", {}).items():
-        if key not in ("synthetic", "provenance"):
-            info.add_text(key, value)
-    info.add_text("synthetic", "true")
-    info.add_text("provenance", json.dumps(provenance, sort_keys=True))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", pnginfo=info)
-    return buffer.getvalue()
+    return to_png(pixels, {"synthetic": "true", **provenance}, bits=8)
 
 
 class SyntheticDatasetJob(JobType):
@@ -147,7 +137,7 @@ class SyntheticDatasetJob(JobType):
             **parameters,
             "job_id": ctx.job.id,
         }
-        ctx.artifacts.write_bytes(item["file_name"], labelled_png(to_image(response), provenance))
+        ctx.artifacts.write_bytes(item["file_name"], labelled_png(to_pixels(response), provenance))
         return {
             "file_name": item["file_name"],
             "index": item["index"],
