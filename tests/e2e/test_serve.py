@@ -1,0 +1,105 @@
+"""`medserve serve` on a fresh home: embedded Redis, tiny models, workers, job runner, gateway.
+
+The README's first command: ready within 60 s for the default model list, docs render, and
+SIGTERM stops it and every child it started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from service.embedded_redis import free_port
+from service.settings import DEFAULT_MODELS
+from tests.conftest import CLI, ROOT, clean_env
+
+READY_WITHIN_S = 60.0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state == "Z"
+
+
+@pytest.mark.slow
+def test_serve_is_ready_within_60s_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "serve.log"
+    env = clean_env(MEDSERVE_HOME=str(tmp_path / "home"))
+    started = time.monotonic()
+    with log_path.open("wb") as log:
+        serve = subprocess.Popen(
+            [*CLI, "serve", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        ready = None
+        while time.monotonic() - started < READY_WITHIN_S:
+            assert serve.poll() is None, log_path.read_text()[-4000:]
+            try:
+                ready = httpx.get(url + "/readyz", timeout=2)
+                if ready.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        elapsed = time.monotonic() - started
+        assert ready is not None and ready.status_code == 200, (
+            f"not ready after {elapsed:.0f} s: {ready.text if ready else 'no answer'}\n"
+            + log_path.read_text()[-4000:]
+        )
+        served = set(ready.json()["models"])
+        assert "echo" in served and served <= set(DEFAULT_MODELS)
+
+        docs = httpx.get(url + "/docs")
+        assert docs.status_code == 200 and "swagger-ui" in docs.text
+        models = httpx.get(url + "/v1/models").json()["models"]
+        assert all(m["weights"]["kind"] == "random-tiny" for m in models)
+        body = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]}
+        assert httpx.post(url + "/v2/models/echo/infer", json=body).status_code == 200
+        output = log_path.read_text()
+        assert "embedded Redis at redis://127.0.0.1:" in output
+        assert "building tiny random weights" in output
+
+        children = _children(serve.pid)
+        assert len(children) >= 3  # redis-server, a worker, the job runner
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            code = serve.wait(45)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+            raise
+    assert code in (0, 128 + signal.SIGTERM, -signal.SIGTERM), code
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all(_gone(pid) for pid in children):
+        time.sleep(0.1)
+    left = [pid for pid in children if not _gone(pid)]
+    for pid in left:  # do not leak processes even when the assertion fails
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"children still running after SIGTERM: {left}"
