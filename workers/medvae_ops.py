@@ -72,7 +72,7 @@ def prepare_3d(
         torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32))[None],
         affine=torch.as_tensor(affine, dtype=torch.float64),
     )
-    x = Orientation(axcodes="RAS")(x)
+    x = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(x)
     if modality == "ct":
         x = ScaleIntensityRange(a_min=HU_MIN, a_max=HU_MAX, b_min=0.0, b_max=1.0, clip=True)(x)
     else:

@@ -79,8 +79,15 @@ def read_raster(data: bytes, max_pixels: int) -> Decoded:
     Palette images become RGB, alpha channels are dropped."""
     from PIL import Image
 
+    if data[12:16] == b"IHDR":  # PNG: the declared size, read before Pillow sees the file
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        _check_pixels(width * height, max_pixels, "image")
     try:
         image = Image.open(io.BytesIO(data))  # parses the header only
+    except Image.DecompressionBombError:
+        raise InvalidInput(
+            f"the image declares more than {max_pixels} pixels; send a smaller image"
+        ) from None
     except Exception:
         raise InvalidInput("the file is not a readable PNG or JPEG image") from None
     width, height = image.size
@@ -179,14 +186,10 @@ def _nifti_header(raw: bytes) -> Any:
 
     if len(raw) < NIFTI1_HEADER:
         raise InvalidInput("the NIfTI file is shorter than its header (truncated)")
-    klass = (
-        nib.Nifti2Header
-        if int.from_bytes(raw[:4], "little") == NIFTI2_HEADER
-        or int.from_bytes(raw[:4], "big") == NIFTI2_HEADER
-        else nib.Nifti1Header
-    )
-    try:
-        return klass.from_fileobj(io.BytesIO(raw), check=True)
+    two = NIFTI2_HEADER in (int.from_bytes(raw[:4], "little"), int.from_bytes(raw[:4], "big"))
+    klass, size = (nib.Nifti2Header, NIFTI2_HEADER) if two else (nib.Nifti1Header, NIFTI1_HEADER)
+    try:  # the fixed-size header alone: extensions are read with the image
+        return klass.from_fileobj(io.BytesIO(raw[:size]), check=True)
     except Exception:
         raise InvalidInput("the NIfTI header is invalid; send a NIfTI-1 or NIfTI-2 file") from None
 
@@ -245,7 +248,10 @@ def read_npy(data: bytes, max_values: int) -> np.ndarray:
     handle = io.BytesIO(data)
     try:
         version = npformat.read_magic(handle)
-        shape, _, dtype = npformat._read_array_header(handle, version)  # header only
+        read_header = (
+            npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+        )
+        shape, _, dtype = read_header(handle)  # the header only
     except Exception:
         raise InvalidInput("the .npy data has an invalid header") from None
     if dtype.hasobject:
