@@ -6,10 +6,10 @@ it. Both targets do the same work per evaluation: the released prompt, decoding 
 answer grammar (`constrained: true`, so random weights still yield a grade), the same
 `max_tokens` and temperature 0; the direct client parses the answer itself. A closed-loop
 generator measures evaluations/s and p50/p99 latency at each concurrency, alternating targets
-and repeating rounds to even out a shared machine. Goal: at concurrency 16 the gateway's
-throughput is at least 95% of vLLM's.
+within each round; ratios are the median of per-round (paired) ratios, to even out a shared
+machine. Goal: at concurrency 16 the gateway's throughput is at least 95% of vLLM's.
 
-    .venv/bin/python bench/medval.py [--duration 20] [--rounds 2] [--out bench/results/medval.json]
+    .venv/bin/python bench/medval.py [--duration 8] [--rounds 4] [--out bench/results/medval.json]
 """
 
 from __future__ import annotations
@@ -165,9 +165,12 @@ async def measure(args: argparse.Namespace, vllm_url: str, gateway_url: str) -> 
         for send in senders.values():  # warm both paths (and vLLM's grammar cache)
             await send(0)
         runs: dict[str, dict[int, list[dict]]] = {name: {} for name in senders}
-        for _ in range(args.rounds):
+        for round_index in range(args.rounds):
+            order = list(senders.items())
+            if round_index % 2:  # alternate which target goes first
+                order.reverse()
             for concurrency in args.concurrency:
-                for name, send in senders.items():
+                for name, send in order:
                     result = await closed_loop(send, concurrency, args.duration, args.warmup)
                     runs[name].setdefault(concurrency, []).append(result)
                     print(name, json.dumps(result), flush=True)
@@ -178,25 +181,30 @@ async def measure(args: argparse.Namespace, vllm_url: str, gateway_url: str) -> 
             rounds = runs[name][concurrency]
             row[name] = {
                 "evaluations_per_s": round(
-                    sum(r["evaluations_per_s"] for r in rounds) / len(rounds), 3
+                    float(np.median([r["evaluations_per_s"] for r in rounds])), 3
                 ),
                 "p50_ms": round(float(np.median([r["p50_ms"] for r in rounds if r["p50_ms"]])), 1),
                 "errors": sum(r["errors"] for r in rounds),
             }
-        direct, gateway = row["direct_vllm"], row["gateway"]
-        row["gateway_throughput_ratio"] = round(
-            gateway["evaluations_per_s"] / direct["evaluations_per_s"], 3
+        # Each round measures both targets back to back; the machine's load drifts between
+        # rounds, so compare within a round and take the median of those paired ratios.
+        pairs = list(
+            zip(runs["gateway"][concurrency], runs["direct_vllm"][concurrency], strict=True)
         )
-        row["gateway_p50_ratio"] = round(gateway["p50_ms"] / direct["p50_ms"], 3)
+        throughput = [g["evaluations_per_s"] / d["evaluations_per_s"] for g, d in pairs]
+        latency = [g["p50_ms"] / d["p50_ms"] for g, d in pairs if g["p50_ms"] and d["p50_ms"]]
+        row["gateway_throughput_ratio"] = round(float(np.median(throughput)), 3)
+        row["gateway_p50_ratio"] = round(float(np.median(latency)), 3)
+        row["paired_throughput_ratios"] = [round(x, 3) for x in throughput]
         summary[str(concurrency)] = row
     return {"summary": summary, "runs": runs}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--model-dir", type=Path, default=None)

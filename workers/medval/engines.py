@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import aiohttp
 import numpy as np
@@ -62,6 +63,10 @@ class VLLMEngine:
     """vLLM's `/v1/chat/completions`, one request per conversation (vLLM batches them)."""
 
     name = "vllm"
+    PROVENANCE_TTL_S = 60.0
+    # (base URL, served model) -> (time, provenance): engines are built per request, the server's
+    # model list is read at most once a minute.
+    _provenance_cache: ClassVar[dict[tuple[str, str], tuple[float, dict[str, Any]]]] = {}
 
     def __init__(
         self,
@@ -78,7 +83,6 @@ class VLLMEngine:
         self.served_model = served_model
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._provenance: dict[str, Any] | None = None
 
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.base_url}/chat/completions"
@@ -134,7 +138,9 @@ class VLLMEngine:
 
     async def provenance(self) -> dict[str, Any]:
         """What the server serves; weights provenance when its folder is a store entry."""
-        if self._provenance is None:
+        key = (self.base_url, self.served_model)
+        cached = self._provenance_cache.get(key)
+        if cached is None or time.monotonic() - cached[0] > self.PROVENANCE_TTL_S:
             info: dict[str, Any] = {"weights": "external", "weights_digest": None}
             try:
                 async with self.session.get(
@@ -150,8 +156,10 @@ class VLLMEngine:
                     info = {"weights": stored["weights"], "weights_digest": stored["digest"]}
             except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, OSError):
                 return {"engine": self.name, "served_model": self.served_model, **info}
-            self._provenance = {"engine": self.name, "served_model": self.served_model, **info}
-        return self._provenance
+            provenance = {"engine": self.name, "served_model": self.served_model, **info}
+            cached = (time.monotonic(), provenance)
+            self._provenance_cache[key] = cached
+        return cached[1]
 
 
 class WorkerEngine:
