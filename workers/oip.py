@@ -10,6 +10,7 @@ by raw little-endian tensors; a BYTES element is a 4-byte length then its bytes.
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -155,7 +156,7 @@ def _tensor_from_json(spec: dict[str, Any], where: str) -> np.ndarray:
     if "data" not in spec:
         raise BadRequest(f"{where}: give 'data', or 'parameters.binary_data_size' for binary")
     flat = _flatten(spec["data"])
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     if len(flat) != count:
         raise BadRequest(f"{where}: shape {list(shape)} needs {count} values, got {len(flat)}")
     if datatype == "BYTES":
@@ -176,7 +177,7 @@ def _tensor_from_binary(spec: dict[str, Any], raw: bytes, where: str) -> np.ndar
     if datatype not in DTYPES:
         raise BadRequest(f"{where}: 'datatype' must be one of {', '.join(DTYPES)}")
     shape = _shape(spec.get("shape"), where)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     if datatype == "BYTES":
         return _bytes_elements(raw, count, where).reshape(shape)
     dtype = DTYPES[datatype].newbyteorder("<")

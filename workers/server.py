@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 import uuid
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -46,6 +48,9 @@ SERVER_NAME = "medserve"
 EXTENSIONS = ["binary_tensor_data", "statistics", "model_repository"]
 ERROR_CODE_HEADER = "X-Medserve-Error-Code"
 _JSON = b"application/json"
+INLINE_MAX_BYTES = 64 * 1024  # larger bodies are always decoded in the thread pool
+INLINE_MAX_S = 0.0002  # stages cheaper than this (CPU time, averaged) run on the event loop
+INLINE_PROBE_CALLS = 16  # calls measured in the pool before a stage may run inline
 
 
 class _Disconnected(Exception):
@@ -117,12 +122,58 @@ def parse_timeout(header: bytes | None, parameters: dict[str, Any], default: flo
     return value
 
 
+class Stage:
+    """Runs one CPU stage (decode+preprocess, postprocess+encode) of one model inline on the
+    event loop while it is measured to be cheap, else in the thread pool.
+
+    A thread hop costs tens of microseconds plus a wait for the GIL, far more than decoding a
+    small tensor; a stage that costs real CPU must not stall the loop. The cost is the
+    thread's CPU time (GIL waits excluded), averaged; the first calls always use the pool.
+    """
+
+    __slots__ = ("avg_s", "calls")
+
+    def __init__(self) -> None:
+        self.avg_s = 0.0
+        self.calls = 0
+
+    @property
+    def inline(self) -> bool:
+        return self.calls >= INLINE_PROBE_CALLS and self.avg_s < INLINE_MAX_S
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cpu_us": round(self.avg_s * 1e6, 1), "calls": self.calls, "inline": self.inline}
+
+    async def run(
+        self, pool: Any, fn: Callable[..., Any], args: tuple[Any, ...], inline_ok: bool = True
+    ) -> Any:
+        if inline_ok and self.inline:
+            return self._timed(fn, args)
+        return await asyncio.get_running_loop().run_in_executor(pool, self._timed, fn, args)
+
+    def _timed(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+        t0 = time.thread_time()
+        try:
+            return fn(*args)
+        finally:
+            cost = time.thread_time() - t0
+            self.calls += 1
+            self.avg_s = cost if self.calls == 1 else 0.9 * self.avg_s + 0.1 * cost
+
+
 class InferEndpoint:
     """`POST /v2/models/{model}[/versions/{version}]/infer` as a raw ASGI app."""
 
     def __init__(self, state: WorkerState) -> None:
         self.state = state
         self.body_limit = int(state.settings.max_body_mb * 1024 * 1024)
+        self.stages = state.stages
+
+    def _stage(self, model: str, kind: str) -> Stage:
+        stage = self.stages.get((model, kind))
+        if stage is None:
+            stage = self.stages[model, kind] = Stage()
+        return stage
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
@@ -160,8 +211,11 @@ class InferEndpoint:
         default_timeout = adapter.manifest.batching.timeout_s or state.settings.request_timeout_s
         batcher.begin_arrival()
         try:
-            request, items, priority, timeout = await loop.run_in_executor(
-                state.pool, _prepare, adapter, raw, headers, self.body_limit, default_timeout
+            request, items, priority, timeout = await self._stage(adapter.name, "pre").run(
+                state.pool,
+                _prepare,
+                (adapter, raw, headers, self.body_limit, default_timeout),
+                inline_ok=len(raw) <= INLINE_MAX_BYTES and b"content-encoding" not in headers,
             )
             pending = batcher.submit(
                 items,
@@ -172,8 +226,8 @@ class InferEndpoint:
         finally:
             batcher.end_arrival()
         results = await self._wait(pending.future, receive, pending.cancel)
-        body, header_length = await loop.run_in_executor(
-            state.pool, _finish, adapter, request, results
+        body, header_length = await self._stage(adapter.name, "post").run(
+            state.pool, _finish, (adapter, request, results)
         )
         out: list[tuple[bytes, bytes]] = []
         if header_length is None:

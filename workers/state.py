@@ -85,6 +85,7 @@ class WorkerState:
         self.reasons: dict[str, str] = {}
         self.batchers: dict[str, Batcher] = {}
         self.draining = False
+        self.stages: dict[tuple[str, str], Any] = {}  # (model, stage) -> server.Stage
         self.pool = ThreadPoolExecutor(
             min(32, (os.cpu_count() or 1) + 4), thread_name_prefix="preprocess"
         )
@@ -183,7 +184,16 @@ class WorkerState:
 
     def stats(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
         names = [self.adapter(name, version).name] if name else list(self.adapters)
-        return [self.batchers[n].snapshot() for n in names if n in self.batchers]
+        out = []
+        for n in names:
+            if n in self.batchers:
+                snap = self.batchers[n].snapshot()
+                snap["stages"] = {
+                    stage: timer.to_json() for (model, stage), timer in self.stages.items()
+                    if model == n
+                }  # fmt: skip
+                out.append(snap)
+        return out
 
     def metrics_snapshot(self) -> list[dict[str, Any]]:
         return [

@@ -52,16 +52,20 @@ def test_sigterm_finishes_in_flight_and_queued_work_then_exits(tmp_path: Path) -
             except Exception as exc:  # recorded and asserted below
                 results[name] = exc
 
-    running = threading.Thread(target=call, args=("running", 800))
+    def wait_for(key: str) -> None:
+        for _ in range(500):
+            stats = httpx.get(worker.url + "/v2/models/echo/stats").json()["model_stats"][0]
+            if stats[key]:
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"{key} never became non-zero")
+
+    running = threading.Thread(target=call, args=("running", 1500))
     running.start()
-    for _ in range(200):
-        stats = httpx.get(worker.url + "/v2/models/echo/stats").json()["model_stats"][0]
-        if stats["in_flight"]:
-            break
-        time.sleep(0.01)
+    wait_for("in_flight")
     queued = threading.Thread(target=call, args=("queued", 0))
     queued.start()
-    time.sleep(0.2)
+    wait_for("queue_depth")
     worker.proc.send_signal(signal.SIGTERM)
     time.sleep(0.2)
     with SyncOIPClient(worker.url) as client, pytest.raises((Unavailable, ModelNotReady)):
