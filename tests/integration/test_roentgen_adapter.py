@@ -4,7 +4,7 @@ equals single, parity with the plain diffusers pipeline, token limits."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,15 @@ SMALL = {"steps": 3, "height": 64, "width": 64}
 @pytest.fixture(scope="module")
 def resolved(tiny_model: Callable[[str], ResolvedModel]) -> ResolvedModel:
     return tiny_model("roentgen-v2")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Iterator[None]:
+    """Tiny tensors: a second intra-op thread only adds contention on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
