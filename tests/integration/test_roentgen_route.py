@@ -9,6 +9,7 @@ import io
 import json
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -173,3 +174,14 @@ def test_compatible_requests_share_a_loop_and_equal_their_solo_runs(
     assert 3 in sizes
     for got, alone in zip(batched, solo, strict=True):
         assert np.array_equal(got, alone)
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples" / "roentgen").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_examples_run_as_documented(stack: Any, path: Path) -> None:
+    example = json.loads(path.read_text())
+    assert example["models"] == ["roentgen-v2"]
+    response = stack.client.request(example["method"], example["path"], json=example["body"])
+    assert response.status_code == example["expect_status"], response.text
