@@ -96,5 +96,6 @@ def test_killed_worker_makes_readyz_503_until_it_restarts(stack) -> None:
 
     stack.restart_worker(0)
     assert stack.client.get("/readyz").json()["models"]["echo"]["ready"] is True
-    assert _post(stack.url, _body()).status_code == 200
+    back = _post(stack.url, _body())
+    assert back.status_code == 200, f"{back.text}\n{stack.logs()}"
     assert 'medserve_model_ready{model="echo"} 1.0' in stack.client.get("/metrics").text
