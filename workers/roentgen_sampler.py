@@ -26,7 +26,7 @@ SCHEDULER_EXTRAS: dict[str, dict[str, Any]] = {
     "dpmsolver++": {"algorithm_type": "dpmsolver++", "solver_order": 2},
 }
 # diffusers renamed `torch_dtype` to `dtype`; the released code pins 0.35 (old name only).
-_DTYPE_KEYWORD = (
+DTYPE_KEYWORD = (
     "dtype"
     if hasattr(importlib.import_module("diffusers.utils.deprecation_utils"), "_resolve_dtype")
     else "torch_dtype"
@@ -41,7 +41,7 @@ def load_pipeline(path: Path, device: str, dtype: torch.dtype) -> Any:
     from transformers import CLIPTextModel, CLIPTokenizer
 
     kwargs: dict[str, Any] = {
-        _DTYPE_KEYWORD: dtype,
+        DTYPE_KEYWORD: dtype,
         "safety_checker": None,
         "feature_extractor": None,
         "requires_safety_checker": False,
