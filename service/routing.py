@@ -220,37 +220,67 @@ class ModelRouter:
                 log.error("health poll failed", exc_info=exc)
 
     async def poll_once(self) -> None:
+        static: dict[str, list[ModelRoute]] = {}
+        for route in self.routes.values():
+            if not route.discovered:
+                static.setdefault(route.url, []).append(route)
         probes = [self._discover(url) for url in self.discovery_urls]
-        static = [route for route in self.routes.values() if not route.discovered]
-        probes += [self._probe(route) for route in static]
+        probes += [self._probe_worker(url, routes) for url, routes in static.items()]
         await asyncio.gather(*probes)
+
+    async def _index(self, url: str) -> dict[str, dict[str, Any]] | None:
+        """The worker's model index by name; None when it has no repository extension."""
+        async with self.session.post(
+            f"{url}/v2/repository/index", json={}, timeout=self._probe_timeout
+        ) as resp:
+            entries = await resp.json(content_type=None) if resp.status == 200 else None
+        if not isinstance(entries, list):
+            return None
+        return {
+            e["name"]: e for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)
+        }
+
+    async def _apply(self, route: ModelRoute, entry: dict[str, Any]) -> None:
+        state = str(entry.get("state") or ("READY" if entry.get("ready") else "UNAVAILABLE"))
+        reason = entry.get("reason") or None
+        await self._set(route, state.upper() == "READY", state.upper(), reason)
+
+    async def _probe_worker(self, url: str, routes: list[ModelRoute]) -> None:
+        """Static routes: one index call per worker (states and reasons), else per-model probes."""
+        try:
+            index = await self._index(url)
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            for route in routes:
+                self._fail(route, exc)
+            return
+        if index is None:
+            await asyncio.gather(*(self._probe(route) for route in routes))
+            return
+        for route in routes:
+            entry = index.get(route.name)
+            if entry is None:
+                await self._set(route, False, "UNAVAILABLE", "its worker does not host this model")
+            else:
+                await self._apply(route, entry)
 
     async def _discover(self, url: str) -> None:
         try:
-            async with self.session.post(
-                f"{url}/v2/repository/index", json={}, timeout=self._probe_timeout
-            ) as resp:
-                entries = await resp.json(content_type=None) if resp.status == 200 else None
+            index = await self._index(url)
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             self._fail_discovered(url, exc)
             return
-        if not isinstance(entries, list):
+        if index is None:
             self._fail_discovered(url, None)
             return
         self._discovered_once.add(url)
-        for entry in entries:
-            if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
-                continue
-            name = entry["name"]
+        for name, entry in index.items():
             route = self.routes.get(name)
             if route is None:
                 route = self.routes[name] = ModelRoute(name, url, discovered=True)
             elif not route.discovered:
                 continue  # a static route wins over discovery
             route.url = url
-            state = str(entry.get("state") or ("READY" if entry.get("ready") else "UNAVAILABLE"))
-            reason = entry.get("reason") or None
-            await self._set(route, state.upper() == "READY", state.upper(), reason)
+            await self._apply(route, entry)
 
     def _fail_discovered(self, url: str, exc: BaseException | None) -> None:
         for route in self.routes.values():
