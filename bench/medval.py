@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from model_store.manifest import load_manifests  # noqa: E402
 from model_store.store import ModelStore  # noqa: E402
 from model_store.tiny import build_tiny  # noqa: E402
-from workers.medval.grammar import answer_grammar  # noqa: E402
+from workers.medval.grammar import answer_regex  # noqa: E402
 from workers.medval.parser import parse_answer  # noqa: E402
 from workers.medval.prompt import build_messages, resolve_instruction  # noqa: E402
 
@@ -133,7 +133,7 @@ def gateway_sender(session: aiohttp.ClientSession, url: str, max_tokens: int) ->
 
 
 def direct_sender(session: aiohttp.ClientSession, url: str, max_tokens: int) -> Send:
-    regex = answer_grammar(max_tokens).to_regex()
+    regex = answer_regex(max_tokens)
 
     async def send(i: int) -> None:
         task, reference, candidate = CASES[i % len(CASES)]
@@ -155,7 +155,8 @@ def direct_sender(session: aiohttp.ClientSession, url: str, max_tokens: int) -> 
 
 
 async def measure(args: argparse.Namespace, vllm_url: str, gateway_url: str) -> dict:
-    connector = aiohttp.TCPConnector(limit=0)
+    # Idle connections close before uvicorn's 5 s keep-alive does (no stale-socket errors).
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=2.0)
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         senders = {

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol
 
 import aiohttp
 import numpy as np
+import orjson
 
 from service.errors import (
     BadRequest,
@@ -81,14 +82,16 @@ class VLLMEngine:
         if not self.base_url.endswith("/v1"):
             self.base_url += "/v1"
         self.served_model = served_model
-        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.headers = {"Content-Type": "application/json"}
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
 
     async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         url = f"{self.base_url}/chat/completions"
         try:
             async with self.session.post(
-                url, json=body, headers=self.headers, timeout=self.timeout
+                url, data=orjson.dumps(body), headers=self.headers, timeout=self.timeout
             ) as response:
                 payload = await response.read()
                 status = response.status
@@ -97,7 +100,10 @@ class VLLMEngine:
         except aiohttp.ClientError:
             raise Unavailable("the vLLM engine cannot be reached; check vllm_base_url") from None
         if status == 200:
-            data: dict[str, Any] = json.loads(payload)
+            try:
+                data: dict[str, Any] = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                raise UpstreamError("the vLLM engine's answer is not JSON") from None
             return data
         if status == 400 and "structured_outputs" in body:
             raise ConstraintUnsupported(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from service.errors import InvalidInput, UpstreamError
 from workers.medval.engines import GenerationOptions, MedVALEngine
-from workers.medval.grammar import GrammarTooLarge, answer_grammar
+from workers.medval.grammar import GrammarTooLarge, answer_regex
 from workers.medval.parser import AnswerUnparseable, Evaluation, parse_answer
 from workers.medval.prompt import build_messages
 
@@ -38,7 +38,7 @@ async def evaluate(
 ) -> list[Outcome]:
     """Grade every item; `constrained=True` decodes under the grammar from the first try."""
     try:
-        regex = answer_grammar(options.max_tokens).to_regex()
+        regex = answer_regex(options.max_tokens)
     except GrammarTooLarge as error:
         if constrained:
             raise InvalidInput(error.args[0]) from None

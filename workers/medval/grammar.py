@@ -9,6 +9,7 @@ model with random weights completes a parseable answer.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from workers.medval.prompt import CATEGORY_NAMES
 
@@ -115,3 +116,9 @@ def answer_grammar(max_tokens: int, max_errors: int = 5) -> AnswerGrammar:
         nodes[f"after{k}"] = Choice(tuple(options))
     used = fixed + reasoning + errors * (per_error + error_chars)
     return AnswerGrammar(nodes=nodes, start="start", max_chars=used)
+
+
+@lru_cache(maxsize=64)
+def answer_regex(max_tokens: int) -> str:
+    """`answer_grammar(max_tokens).to_regex()`, cached (it is the same for every request)."""
+    return answer_grammar(max_tokens).to_regex()
