@@ -175,6 +175,40 @@ def http_sender(session: Any, url: str, body: bytes, length: int) -> Send:
     return send
 
 
+def httpx_sender(client: Any, url: str, body: bytes, length: int) -> Send:
+    headers = {HEADER_LENGTH: str(length)}
+
+    async def send() -> None:
+        resp = await client.post(url, content=body, headers=headers)
+        if resp.status_code != 200:
+            raise RuntimeError(f"HTTP {resp.status_code}")
+
+    return send
+
+
+async def compare_clients(args: argparse.Namespace, url: str, body: bytes, length: int) -> dict:
+    """aiohttp (what OIPClient uses) against httpx.AsyncClient, same worker, same requests."""
+    import aiohttp
+    import httpx
+
+    out: dict[str, list[dict]] = {"aiohttp": [], "httpx": []}
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session,
+        httpx.AsyncClient(limits=limits) as client,
+    ):
+        for concurrency in (1, 32):
+            for name, send in (
+                ("aiohttp", http_sender(session, url, body, length)),
+                ("httpx", httpx_sender(client, url, body, length)),
+            ):
+                row = await closed_loop(send, concurrency, args.duration / 2, args.warmup)
+                out[name].append(row)
+                print(f"{'client ' + name:>16} c={concurrency:<3} p50 {row['p50_ms']:8.3f} ms  "
+                      f"{row['throughput_rps']:8.1f} req/s", flush=True)  # fmt: skip
+    return out
+
+
 # --- processes -------------------------------------------------------------------------------
 
 
@@ -282,6 +316,10 @@ async def measure_all(
                       f"p99 {row['p99_ms']:8.3f} ms  {row['throughput_rps']:8.1f} req/s  "
                       f"cpu/req {row['server_cpu_ms_per_request']} ms  "
                       f"errors {row['errors']}", flush=True)  # fmt: skip
+        if not only or "clients" in only:
+            results["clients_to_worker"] = await compare_clients(  # type: ignore[assignment]
+                args, urls["b_worker"], body, length
+            )
     await batcher.close()
     return results
 
@@ -309,6 +347,16 @@ def ratios(results: dict[str, list[dict]]) -> dict[str, Any]:
             out[f"b_over_d_throughput_at_{c}"] = round(
                 bb["throughput_rps"] / dd["throughput_rps"], 3
             )
+        for name, key in ((bb, "b"), (cc, "c")):
+            if (
+                name
+                and dd
+                and name["server_cpu_ms_per_request"]
+                and dd["server_cpu_ms_per_request"]
+            ):
+                out[f"{key}_over_d_server_cpu_per_request_at_{c}"] = round(
+                    name["server_cpu_ms_per_request"] / dd["server_cpu_ms_per_request"], 3
+                )
     if "c_over_d_throughput_at_32" in out:
         out["goal_c_reaches_d_throughput_at_32"] = out["c_over_d_throughput_at_32"] >= 1.0
     return out

@@ -63,6 +63,7 @@ def run_worker(settings: Any, models: list[str], host: str, port: int) -> None:
         http="httptools",
         access_log=False,
         log_config=None,
+        proxy_headers=False,  # workers sit behind the gateway; no proxy header rewriting
         timeout_graceful_shutdown=int(max(1, settings.drain_timeout_s)),
         backlog=2048,
     )

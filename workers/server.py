@@ -10,6 +10,7 @@ waits. Errors are `{"error": msg}` with the status from `service.errors` and an
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import time
@@ -49,7 +50,7 @@ EXTENSIONS = ["binary_tensor_data", "statistics", "model_repository"]
 ERROR_CODE_HEADER = "X-Medserve-Error-Code"
 _JSON = b"application/json"
 INLINE_MAX_BYTES = 64 * 1024  # larger bodies are always decoded in the thread pool
-INLINE_MAX_S = 0.0002  # stages cheaper than this (CPU time, averaged) run on the event loop
+INLINE_MAX_S = 0.0005  # stages cheaper than this (CPU time, averaged) run on the event loop
 INLINE_PROBE_CALLS = 16  # calls measured in the pool before a stage may run inline
 
 
@@ -57,13 +58,18 @@ class _Disconnected(Exception):
     """The client went away; nothing is sent back."""
 
 
+_ID_PREFIX = uuid.uuid4().hex[:16]  # per process; ids need to be unique, not secret
+_ID_COUNTER = itertools.count(1)
+
+
 def request_id_from(raw: bytes | str | None) -> str:
-    """The caller's X-Request-ID when it is short and printable, else a fresh one."""
+    """The caller's X-Request-ID when it is short and printable, else a fresh one
+    (a process prefix and a counter: no system call on the hot path)."""
     if raw:
         value = raw.decode("latin-1") if isinstance(raw, bytes) else raw
         if len(value) <= 128 and value.isprintable() and value.isascii():
             return value
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 def error_parts(error: MedserveError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -401,7 +407,9 @@ def create_worker_app(
     infer = InferEndpoint(state)
     base = "/v2/models/{model}"
     versioned = base + "/versions/{version}"
-    routes = [
+    routes = [  # infer first: the hot path should not scan the other routes
+        Route(base + "/infer", infer, methods=["POST"]),
+        Route(versioned + "/infer", infer, methods=["POST"]),
         Route("/v2", server_metadata, methods=["GET"]),
         Route("/v2/health/live", live, methods=["GET"]),
         Route("/v2/health/ready", ready, methods=["GET"]),
@@ -411,7 +419,6 @@ def create_worker_app(
     ]
     for prefix in (base, versioned):
         routes += [
-            Route(prefix + "/infer", infer, methods=["POST"]),
             Route(prefix + "/ready", model_ready, methods=["GET"]),
             Route(prefix + "/stats", model_stats, methods=["GET"]),
             Route(prefix, model_metadata, methods=["GET"]),
