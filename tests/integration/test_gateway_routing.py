@@ -6,9 +6,15 @@ import json
 import subprocess
 
 import httpx
+import numpy as np
 import pytest
+from fastapi import APIRouter
+from fastapi.testclient import TestClient
 
+from service.app import create_app
+from service.deps import ModelsDep, RequestIdDep
 from service.embedded_redis import free_port
+from service.settings import Settings
 from tests.conftest import CLI, ROOT, clean_env, settings_env, wait_for
 
 BODY = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 2], "data": [4, 2]}]}
@@ -61,3 +67,32 @@ def test_a_route_to_a_worker_without_the_model_is_not_ready_with_a_reason(stack,
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_models_dep_infer_reaches_the_worker_and_maps_its_errors(stack) -> None:
+    probe = APIRouter()
+
+    @probe.post("/v1/probe/{model}")
+    async def run(model: str, models: ModelsDep, request_id: RequestIdDep) -> dict:
+        name = "INPUT0" if model != "wrong-input" else "OTHER"
+        out = await models.infer(
+            "echo" if model == "wrong-input" else model,
+            {name: np.array([[1.5, 2.5]], np.float32)},
+            request_id=request_id,
+        )
+        return {"data": out.outputs["OUTPUT0"].tolist(), "weights": out.parameters["weights"]}
+
+    app = create_app(Settings(routes={"echo": stack.worker_urls[0]}))
+    app.include_router(probe)
+    with TestClient(app) as client:
+        ok = client.post("/v1/probe/echo")
+        assert ok.status_code == 200
+        assert ok.json() == {"data": [[1.5, 2.5]], "weights": "random-tiny"}
+        unknown = client.post("/v1/probe/nope").json()["error"]
+        assert unknown["code"] == "model_not_found"
+        invalid = client.post("/v1/probe/wrong-input")
+        assert invalid.status_code == 422
+        assert "INPUT0" in invalid.json()["error"]["message"]
+        assert (
+            'medserve_upstream_duration_seconds_count{model="echo"}' in client.get("/metrics").text
+        )
