@@ -35,8 +35,6 @@ class RoentgenAdapter(ModelAdapter):
     outputs = [TensorSpec("image", "UINT8", [-1, -1, -1]), TensorSpec("seed", "INT64", [-1])]
 
     def load(self, resolved: ResolvedModel, device: str) -> None:
-        import torch
-
         from workers.roentgen_sampler import DTYPES, Sampler, load_pipeline
 
         options = self.manifest.adapter
@@ -44,8 +42,6 @@ class RoentgenAdapter(ModelAdapter):
         dtype_name = str(options.get("dtype_gpu" if gpu else "dtype_cpu", "float32"))
         dtype = DTYPES[dtype_name]
         micro_batch = int(options.get("micro_batch_gpu" if gpu else "micro_batch_cpu", 1))
-        if not gpu:
-            torch.set_grad_enabled(False)
         self.pipe = load_pipeline(resolved.path, device, dtype)
         self.sampler = Sampler(self.pipe, device, dtype, micro_batch=micro_batch)
         self.tokenizer = self.pipe.tokenizer
