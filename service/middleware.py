@@ -25,6 +25,10 @@ errors_log = logging.getLogger("medserve.gateway")
 
 _REQUEST_ID_OK = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _QUIET = frozenset({"/livez", "/readyz", "/metrics"})
+# Successful inference is logged at DEBUG: one write per request would cost more than the hop.
+_HOT = frozenset(
+    {"/v2/models/{model_name}/infer", "/v2/models/{model_name}/versions/{model_version}/infer"}
+)
 
 
 def new_request_id() -> str:
@@ -121,7 +125,8 @@ class GatewayMiddleware:
             route = _route_of(scope)
             status = status_holder[0]
             self.metrics.observe_request(scope["method"], route, status, elapsed)
-            level = logging.DEBUG if path in _QUIET else logging.INFO
+            quiet = path in _QUIET or (status < 400 and route in _HOT)
+            level = logging.DEBUG if quiet else logging.INFO
             if log.isEnabledFor(level):
                 log.log(
                     level,

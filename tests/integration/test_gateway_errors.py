@@ -76,14 +76,19 @@ def test_logs_are_json_with_the_request_id_and_never_the_body(stack) -> None:
         "inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 1], "data": [1]}],
         "parameters": {"note": MARKER},
     }
-    stack.client.post("/v2/models/echo/infer", json=body, headers={"X-Request-ID": "trace-log"})
-    stack.client.post("/v2/models/echo/infer", content=MARKER.encode())  # malformed on purpose
-    stack.client.get("/livez")  # flushes nothing, but gives the gateway a moment
+    stack.client.post("/v2/models/echo/infer", json=body)
+    bad = {**body, "inputs": [{**body["inputs"][0], "shape": [2, 2]}]}
+    stack.client.post("/v2/models/echo/infer", json=bad, headers={"X-Request-ID": "trace-bad"})
+    stack.client.post("/v2/models/echo/infer", content=MARKER.encode())  # not JSON at all
+    stack.client.get("/v1/models", headers={"X-Request-ID": "trace-log"})
     lines = [line for line in stack.gateway.logs().splitlines() if line.startswith("{")]
     records = [json.loads(line) for line in lines]
     traced = [r for r in records if r.get("request_id") == "trace-log"]
-    assert traced and traced[-1]["route"] == "/v2/models/{model_name}/infer"
+    assert traced and traced[-1]["route"] == "/v1/models"
     assert traced[-1]["status"] == 200 and "duration_ms" in traced[-1]
+    failed = [r for r in records if r.get("request_id") == "trace-bad"]
+    assert failed and failed[-1]["route"] == "/v2/models/{model_name}/infer"
+    assert failed[-1]["status"] == 400
     assert MARKER not in stack.gateway.logs()
     assert all(MARKER not in w.logs() for w in stack.workers)
 
