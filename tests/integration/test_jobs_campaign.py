@@ -15,6 +15,7 @@ from PIL import Image
 
 from tests.integration.jobs_harness import JobsEnv, jobs_env, jobs_redis  # noqa: F401
 from tests.integration.worker_process import WorkerProcess
+from workers.imaging.synthetic import read_png_label
 
 MODEL = "roentgen-v2"
 CAMPAIGN = {
@@ -70,12 +71,14 @@ def test_balanced_campaign_survives_sigkill_and_loads(
     assert json.loads((out / "balance.json").read_text())["images"] == 200
 
     sample = rows[123]
+    data = (out / sample["file_name"]).read_bytes()
     with Image.open(out / sample["file_name"]) as image:
         assert image.size == (64, 64)
-        assert image.text["medserve:synthetic"] == "true"
-        assert image.text["medserve:prompt"] == sample["prompt"]
-        assert int(image.text["medserve:seed"]) == sample["seed"]
-        assert image.text["medserve:weights_digest"] == sample["weights_digest"]
+    label = read_png_label(data)
+    assert label["synthetic"] is True and "SYNTHETIC" in label["description"]
+    assert label["provenance"]["prompt"] == sample["prompt"]
+    assert label["provenance"]["seed"] == sample["seed"]
+    assert label["provenance"]["weights_digest"] == sample["weights_digest"]
 
     from datasets import load_dataset
 

@@ -83,7 +83,7 @@ def metadata_part(shard: int) -> str:
 
 
 def to_pixels(response: Any) -> np.ndarray:
-    """The generated image from a worker response as [H, W] or [C, H, W] values in [0, 1]."""
+    """The generated image from a worker response as uint8 [H, W] or [H, W, 3]."""
     outputs = response.outputs
     name = next((n for n in IMAGE_OUTPUTS if n in outputs), next(iter(outputs), None))
     if name is None:
@@ -93,20 +93,23 @@ def to_pixels(response: Any) -> np.ndarray:
         from PIL import Image
 
         with Image.open(io.BytesIO(bytes(array.reshape(-1)[0]))) as image:
-            array = np.asarray(image.convert("L" if image.mode in ("L", "I;16") else "RGB"))
+            return np.asarray(image.convert("L" if image.mode in ("L", "I;16") else "RGB"))
     while array.ndim > 3 or (array.ndim == 3 and array.shape[0] == 1 and array.shape[-1] > 4):
         array = array[0]  # drop the batch axis
-    if array.ndim == 3 and array.shape[-1] in (1, 3):
-        array = np.moveaxis(array, -1, 0)
-    scale = 255.0 if array.dtype == np.uint8 else 65535.0 if array.dtype == np.uint16 else 1.0
-    return array.astype(np.float64) / scale
+    if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
+        array = np.moveaxis(array, 0, -1)  # channels last
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.dtype != np.uint8:
+        array = (np.clip(array.astype(np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    return array
 
 
 def labelled_png(pixels: np.ndarray, provenance: dict[str, Any]) -> bytes:
-    """PNG whose text chunks say it is synthetic and carry its provenance (shared writer)."""
-    from workers.imaging.writers import to_png
+    """PNG labelled synthetic with its provenance (the platform's shared labelling module)."""
+    from workers.imaging.synthetic import to_png
 
-    return to_png(pixels, {"synthetic": "true", **provenance}, bits=8)
+    return to_png(pixels, provenance)
 
 
 class SyntheticDatasetJob(JobType):
