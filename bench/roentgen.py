@@ -125,7 +125,8 @@ def platform_run(args: argparse.Namespace, model_dir: Path, home: Path) -> dict[
                 pass
             time.sleep(0.5)
         load_s = time.time() - t
-        asyncio.run(round_(1000, args.batch, 1))  # warm-up: same shapes, one step
+        if args.warmup:
+            asyncio.run(round_(1000, args.batch, 1))  # same shapes, one step
         before = stats()
         load = load_average()
         times, images = [], []
@@ -194,7 +195,8 @@ def plain_run(args: argparse.Namespace, path: Path) -> dict[str, Any]:
         sync(args.device)
         return time.perf_counter() - start, images
 
-    call(1000, 1)  # warm-up
+    if args.warmup:
+        call(1000, 1)  # same shapes, one step
     load = load_average()
     times, images = [], []
     for _ in range(args.repeats):
@@ -297,6 +299,7 @@ def main() -> None:
         "size": args.size,
         "scheduler": args.scheduler,
         "guidance_scale": 3.0,
+        "warmup": bool(args.warmup),
         "cpu_count": os.cpu_count(),
         "build_s": round(build_s, 1),
         "platform": platform_result,
