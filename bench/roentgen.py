@@ -262,6 +262,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--scheduler", default="pndm")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=1, help="0: no one-step warm-up call")
     parser.add_argument(
         "--check-invariance",
         action="store_true",

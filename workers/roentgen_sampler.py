@@ -14,7 +14,7 @@ to the same image generated alone; `micro_batch=0` runs the whole batch per netw
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,6 @@ class _Chunk:
     scheduler: Any
     latents: torch.Tensor
     embeddings: torch.Tensor
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Sampler:
@@ -153,11 +152,10 @@ class Sampler:
                     uncond, cond = eps.chunk(2)
                     eps = uncond + guidance_scale * (cond - uncond)
                 chunk.latents = chunk.scheduler.step(eps, t, chunk.latents, return_dict=False)[0]
+        vae = self.pipe.vae
         images = []
         for chunk in chunks:
-            decoded = self.pipe.vae.decode(chunk.latents / self.scaling_factor, return_dict=False)[
-                0
-            ]
+            decoded = vae.decode(chunk.latents / self.scaling_factor, return_dict=False)[0]
             images.append((decoded / 2 + 0.5).clamp(0, 1).float().cpu())
         return torch.cat(images)
 
