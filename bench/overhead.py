@@ -376,6 +376,7 @@ def main() -> None:
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # stop children
 
+    load_start = os.getloadavg()
     scratch = Path(tempfile.mkdtemp(prefix="medserve-bench-"))
     model_dir = scratch / "models"
     adapter = load_echo(model_dir)
@@ -425,6 +426,7 @@ def main() -> None:
     finally:
         for proc in procs:
             proc.stop()
+    load_end = os.getloadavg()
     report = {
         "benchmark": "overhead",
         "model": "echo",
@@ -441,7 +443,8 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
-            "loadavg_start": os.getloadavg(),
+            "loadavg_start": load_start,
+            "loadavg_end": load_end,
         },
         "batching": batch_config(Settings.model_construct(), adapter).__dict__,
         "results": results,
