@@ -8,6 +8,9 @@ dependency injection): it is the hot path. Errors are `{"error": msg}` as OIP cl
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
@@ -24,6 +27,7 @@ from service.routing import ModelRouter, forward
 router = APIRouter(tags=["open inference protocol v2"])
 
 _JSON = "application/json"
+_Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 _OIP_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -65,6 +69,24 @@ async def _read_body(receive: Receive) -> bytes | None:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+async def _unless_disconnected(call: Awaitable[_Answer], receive: Receive) -> _Answer | None:
+    """Await the worker; if our client disconnects first, drop the upstream request too
+    (closing that connection makes the worker drop the queued work)."""
+    task = asyncio.ensure_future(call)
+    listener = asyncio.ensure_future(receive())
+    try:
+        await asyncio.wait((task, listener), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not listener.done():
+            listener.cancel()
+    if not task.done() and listener.result().get("type") == "http.disconnect":
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, MedserveError):
+            await task
+        return None
+    return await task
+
+
 class ForwardInfer:
     """`POST /v2/models/{m}[/versions/{v}]/infer`: raw bytes to the worker and back."""
 
@@ -80,9 +102,13 @@ class ForwardInfer:
             body = await _read_body(receive)
             if body is None:
                 return  # the client went away; nothing to forward
-            status, headers, data = await forward(
+            call = forward(
                 models, "POST", route, _path_of(scope), body, dict(scope["headers"]), request_id
             )
+            answer = await _unless_disconnected(call, receive)
+            if answer is None:
+                return
+            status, headers, data = answer
         except MedserveError as error:
             status, headers, data = render_error(scope["path"], error, request_id)
         headers.append((b"content-length", str(len(data)).encode()))

@@ -99,3 +99,24 @@ def test_killed_worker_makes_readyz_503_until_it_restarts(stack) -> None:
     back = _post(stack.url, _body())
     assert back.status_code == 200, f"{back.text}\n{stack.logs()}"
     assert 'medserve_model_ready{model="echo"} 1.0' in stack.client.get("/metrics").text
+
+
+def test_client_disconnect_at_the_gateway_drops_the_queued_work(stack) -> None:
+    def stats() -> dict:
+        return stack.client.get("/v2/models/echo/stats").json()["model_stats"][0]
+
+    before = stats()
+    blocker, _ = _in_background(_post, stack.url, _body(delay_ms=1500))
+    _running(stack)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(stack.url + "/v2/models/echo/infer", json=_body(), timeout=0.3)
+    blocker.join()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and stats()["cancelled"] == before["cancelled"]:
+        time.sleep(0.05)
+    after = stats()
+    assert after["cancelled"] == before["cancelled"] + 1
+    assert after["inference_stats"]["success"]["count"] == (
+        before["inference_stats"]["success"]["count"] + 1
+    )  # only the blocker ran
+    assert _post(stack.url, _body()).status_code == 200
