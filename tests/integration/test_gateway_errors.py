@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 
 import httpx
 import pytest
@@ -152,3 +154,18 @@ def test_docs_render_from_local_assets(stack) -> None:
     spec = stack.client.get("/openapi.json").json()
     for path in ("/readyz", "/v1/models", "/v1/models/{name}", "/v2/models/{model_name}/infer"):
         assert path in spec["paths"]
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="needs chromium (apt-get install chromium)"
+)
+def test_docs_render_in_a_headless_browser_offline(stack) -> None:
+    dom = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--virtual-time-budget=15000",
+         "--dump-dom", stack.url + "/docs"],
+        capture_output=True, text=True, timeout=120,
+    ).stdout  # fmt: skip
+    assert 'data-path="/v1/models"' in dom, dom[-2000:]
+    assert 'data-path="/v2/models/{model_name}/infer"' in dom
+    assert "Unable to render" not in dom
