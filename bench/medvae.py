@@ -7,7 +7,7 @@ worker` processes and HTTP clients posting to /v1/medvae/encode; the reference s
 `MVAE(...).encode(apply_transform(path))` in .venv-medvae (`make medvae-ref-env`), on the same
 checkpoint files. Both sides use every core; runs are sequential.
 
-    .venv/bin/python bench/medvae.py [--images 8] [--concurrency 16] [--volume 64]
+    .venv/bin/python bench/medvae.py [--images 4] [--concurrency 16] [--volume 32]
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def write_inputs(folder: Path, images: int, side: int) -> tuple[list[Path], list
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path)
         pngs.append(path)
     volumes = []
-    for i in range(2):
+    for i in range(1):
         vol = rng.uniform(-1000, 1000, (side, side, side)).astype(np.float32)
         path = folder / f"ct{i}.nii.gz"
         nib.save(nib.Nifti1Image(vol, np.eye(4)), path)
@@ -163,10 +163,10 @@ def reference_run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--images", type=int, default=8)
-    parser.add_argument("--reference-images", type=int, default=4)
+    parser.add_argument("--images", type=int, default=4)
+    parser.add_argument("--reference-images", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--volume", type=int, default=64)
+    parser.add_argument("--volume", type=int, default=32)
     parser.add_argument("--out", default=str(ROOT / "bench/results/medvae.json"))
     args = parser.parse_args()
 
