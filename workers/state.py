@@ -85,7 +85,7 @@ class WorkerState:
         self.reasons: dict[str, str] = {}
         self.batchers: dict[str, Batcher] = {}
         self.draining = False
-        self.stages: dict[tuple[str, str], Any] = {}  # (model, stage) -> server.Stage
+        self.stages: dict[tuple[str, str], Any] = {}  # (model, stage) -> infer.Stage
         self.pool = ThreadPoolExecutor(
             min(32, (os.cpu_count() or 1) + 4), thread_name_prefix="preprocess"
         )
