@@ -119,3 +119,11 @@ def test_no_keys_refuses_a_public_bind_unless_insecure(command: str) -> None:
     Settings(insecure=True).check_bind("0.0.0.0")
     Settings(api_keys=["k"]).check_bind("0.0.0.0")
     Settings().check_bind("127.0.0.1")
+
+
+def test_rate_limit_counts_in_memory_without_redis() -> None:
+    app = create_app(Settings(api_keys=["k-mem"], rate_limit_per_minute=2))
+    headers = {"X-API-Key": "k-mem"}
+    with TestClient(app) as client:
+        statuses = [client.get("/v1/models", headers=headers).status_code for _ in range(7)]
+    assert statuses[0] == 200 and 429 in statuses

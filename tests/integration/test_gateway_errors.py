@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 
 import httpx
 import pytest
@@ -83,9 +84,14 @@ def test_logs_are_json_with_the_request_id_and_never_the_body(stack) -> None:
     stack.client.post("/v2/models/echo/infer", json=bad, headers={"X-Request-ID": "trace-bad"})
     stack.client.post("/v2/models/echo/infer", content=MARKER.encode())  # not JSON at all
     stack.client.get("/v1/models", headers={"X-Request-ID": "trace-log"})
-    lines = [line for line in stack.gateway.logs().splitlines() if line.startswith("{")]
-    records = [json.loads(line) for line in lines]
-    traced = [r for r in records if r.get("request_id") == "trace-log"]
+    deadline = time.monotonic() + 10  # the access line is written just after the answer
+    while True:
+        lines = [line for line in stack.gateway.logs().splitlines() if line.startswith("{")]
+        records = [json.loads(line) for line in lines]
+        traced = [r for r in records if r.get("request_id") == "trace-log"]
+        if traced or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert traced and traced[-1]["route"] == "/v1/models"
     assert traced[-1]["status"] == 200 and "duration_ms" in traced[-1]
     failed = [r for r in records if r.get("request_id") == "trace-bad"]
