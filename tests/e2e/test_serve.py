@@ -1,7 +1,7 @@
 """`medserve serve` on a fresh home: embedded Redis, tiny models, workers, job runner, gateway.
 
-The README's first command: ready within 60 s for the default model list, docs render, and
-SIGTERM stops it and every child it started.
+The README's first command: ready within 60 s for the default model list, docs render, a
+killed worker is restarted, and SIGTERM stops it and every child it started.
 """
 
 from __future__ import annotations
@@ -34,6 +34,25 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _wait_status(url: str, status: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == status:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False
+
+
 def _gone(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -43,7 +62,7 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.slow
-def test_serve_is_ready_within_60s_and_stops_cleanly(tmp_path: Path) -> None:
+def test_serve_is_ready_within_60s_restarts_workers_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "serve.log"
@@ -88,6 +107,14 @@ def test_serve_is_ready_within_60s_and_stops_cleanly(tmp_path: Path) -> None:
 
         children = _children(serve.pid)
         assert len(children) >= 3  # redis-server, a worker, the job runner
+
+        # A worker that dies is restarted by `serve`; its models come back.
+        worker = next(pid for pid in children if " worker " in _cmdline(pid))
+        os.kill(worker, signal.SIGKILL)
+        assert _wait_status(url + "/readyz", 503, 15), "readyz stayed 200 after the worker died"
+        assert _wait_status(url + "/readyz", 200, 90), log_path.read_text()[-4000:]
+        assert "worker-0 exited" in log_path.read_text()
+        children = _children(serve.pid)
     finally:
         serve.send_signal(signal.SIGTERM)
         try:
