@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install serve test test-fast lint format bench engines vllm-env triton-env medvae-ref-env helm-check clean
+.PHONY: install serve test test-fast lint format bench engines vllm-env triton-env medvae-ref-env browser helm-check clean
 
 install: $(VENV)/.installed
 
@@ -18,7 +18,7 @@ serve: install
 	$(BIN)/medserve serve
 
 # Engines that tests talk to for real, each in its own environment (their pins clash with ours).
-engines: vllm-env triton-env medvae-ref-env
+engines: vllm-env triton-env medvae-ref-env browser
 
 vllm-env:
 	bash scripts/vllm_env.sh
@@ -28,6 +28,11 @@ triton-env:
 
 medvae-ref-env:
 	bash scripts/medvae_ref_env.sh
+
+# Headless Chromium renders /docs in a test (Debian package; needs root, as on CI).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+	  || echo "chromium could not be installed: the /docs rendering test will say so and skip"
 
 test: install engines
 	$(BIN)/pytest $(PYTEST_ARGS); status=$$?; \

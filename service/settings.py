@@ -72,7 +72,8 @@ class Settings(BaseSettings):
     job_visibility_timeout_s: int = 6 * 3600
     job_shard_size: int = 16
     job_lease_s: float = Field(
-        30.0, description="A job runner's lease; a job whose runner is silent this long is requeued."
+        30.0,
+        description="A job runner's lease; a job whose runner is silent this long is requeued.",
     )
 
     # Engines for language models.

@@ -66,6 +66,9 @@ def run_worker(settings: Any, models: list[str], host: str, port: int) -> None:
         proxy_headers=False,  # workers sit behind the gateway; no proxy header rewriting
         timeout_graceful_shutdown=int(max(1, settings.drain_timeout_s)),
         backlog=2048,
+        # Longer than any client's idle keep-alive (gateway 4 s, OIPClient 30 s), so a pooled
+        # connection is never closed by the worker just as a client reuses it.
+        timeout_keep_alive=75,
     )
     log.info("worker starting", extra={"models": models, "host": host, "port": port})
     DrainingServer(config).run()

@@ -62,6 +62,7 @@ def run_gateway(settings: Any, host: str, port: int) -> None:
         log_config=None,
         timeout_graceful_shutdown=int(max(1, settings.drain_timeout_s)),
         backlog=2048,
+        timeout_keep_alive=75,
     )
     uvicorn.Server(config).run()
 
