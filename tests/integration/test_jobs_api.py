@@ -79,10 +79,8 @@ def test_bad_submissions_get_clear_4xx(api: TestClient) -> None:
 
 
 def test_list_filters_and_paginates(api: TestClient) -> None:
-    ids = [
-        api.post("/v1/jobs", json={"type": "sleep", "params": {"items": 1}}, headers=ALICE).json()["id"]
-        for _ in range(5)
-    ]
+    body = {"type": "sleep", "params": {"items": 1}}
+    ids = [api.post("/v1/jobs", json=body, headers=ALICE).json()["id"] for _ in range(5)]
     api.post(f"/v1/jobs/{ids[0]}/cancel", headers=ALICE)  # queued (no runner): cancelled at once
     page1 = api.get("/v1/jobs?limit=3", headers=ALICE).json()
     page2 = api.get(f"/v1/jobs?limit=3&offset={page1['next_offset']}", headers=ALICE).json()
@@ -92,7 +90,9 @@ def test_list_filters_and_paginates(api: TestClient) -> None:
     assert [j["id"] for j in cancelled] == [ids[0]]
 
 
-def test_events_stream_progress_until_done_then_artifacts(api: TestClient, jobs_env: JobsEnv) -> None:
+def test_events_stream_progress_until_done_then_artifacts(
+    api: TestClient, jobs_env: JobsEnv
+) -> None:
     jobs_env.start_runner()
     job = api.post(
         "/v1/jobs", json={"type": "sleep", "params": {"items": 20, "item_ms": 40}}, headers=ALICE
