@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     max_batch_size: int | None = Field(None, description="Override every model's batch size.")
     max_queue_delay_ms: float | None = None
     max_queue_size: int | None = None
+    torch_threads: int | None = Field(
+        None, description="torch intra-op threads per worker (unset: torch's default)."
+    )
     request_timeout_s: float = 300.0
     drain_timeout_s: float = 30.0
     allow_random_weights: bool = Field(

@@ -47,6 +47,15 @@ def store_resolver(settings: Settings, adapters: dict[str, ModelAdapter]) -> Res
     return resolve
 
 
+def set_torch_threads(threads: int | None, adapters: dict[str, ModelAdapter]) -> None:
+    """Apply `MEDSERVE_TORCH_THREADS` (intra-op threads) when a hosted model uses torch."""
+    if not threads or all(a.manifest.family == "builtin" for a in adapters.values()):
+        return
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def resolve_device(setting: str, adapters: dict[str, ModelAdapter]) -> str:
     """`auto` -> cuda when torch sees a GPU, else cpu (torch is not imported for builtin-only)."""
     if setting != "auto":
@@ -107,6 +116,7 @@ class WorkerState:
         self._loader.start()
 
     def _load_all(self) -> None:
+        set_torch_threads(self.settings.torch_threads, self.adapters)
         device = resolve_device(self.settings.device, self.adapters)
         resolve = self.resolve or store_resolver(self.settings, self.adapters)
         for name, adapter in self.adapters.items():
