@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib
 import shutil
-from pathlib import Path
 
 from model_store.manifest import Manifest
 from model_store.store import ModelStore, ResolvedModel, Weights, write_marker
@@ -32,7 +31,3 @@ def build_tiny(
     builder.build(manifest, target, full_size=full_size, seed=seed)
     write_marker(target, manifest, wanted, seed=seed)
     return store.resolve(name)
-
-
-def tiny_dir_for(root: Path, name: str) -> Path:
-    return Path(root) / name

@@ -120,8 +120,20 @@ HTTP_STATUS: dict[type[MedserveError], int] = {
     MedserveError: 500,
 }
 
+
+def _by_code() -> dict[str, type[MedserveError]]:
+    """Every error type by code, subclasses outside the table included (ModelNotFound...)."""
+    table: dict[str, type[MedserveError]] = {}
+    stack: list[type[MedserveError]] = [MedserveError]
+    while stack:
+        cls = stack.pop(0)
+        table[cls.code] = cls
+        stack.extend(cls.__subclasses__())
+    return table
+
+
 # Reverse lookup for errors that crossed a process boundary as (status, code, message).
-BY_CODE: dict[str, type[MedserveError]] = {cls.code: cls for cls in HTTP_STATUS}
+BY_CODE: dict[str, type[MedserveError]] = _by_code()
 
 
 def http_status(error: MedserveError) -> int:

@@ -49,20 +49,6 @@ def _infer_parts(
     return path + "/infer", body, headers
 
 
-def _error_types() -> dict[str, type[MedserveError]]:
-    """Every platform error type by code, subclasses included (most specific wins)."""
-    table: dict[str, type[MedserveError]] = {}
-    stack: list[type[MedserveError]] = [MedserveError]
-    while stack:
-        cls = stack.pop(0)
-        table[cls.code] = cls
-        stack.extend(cls.__subclasses__())
-    return table
-
-
-_BY_CODE = _error_types()
-
-
 def _error(status: int, headers: Any, body: bytes) -> MedserveError:
     try:
         doc = orjson.loads(body)
@@ -74,7 +60,7 @@ def _error(status: int, headers: Any, body: bytes) -> MedserveError:
     if not isinstance(message, str):
         message = f"the model server answered HTTP {status}"
     code = headers.get(ERROR_CODE_HEADER)
-    error = _BY_CODE[code](message) if code in _BY_CODE else from_status(status, message, code)
+    error = from_status(status, message, code)
     retry = headers.get("Retry-After")
     if retry:
         try:

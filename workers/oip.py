@@ -9,7 +9,6 @@ by raw little-endian tensors; a BYTES element is a 4-byte length then its bytes.
 
 from __future__ import annotations
 
-import gzip
 import math
 import struct
 import zlib
@@ -366,7 +365,3 @@ def decode_response(body: bytes, header_length: int | None = None) -> InferRespo
         outputs=tensors,
         parameters=_parameters(doc.get("parameters"), "response"),
     )
-
-
-def gzip_body(body: bytes) -> bytes:
-    return gzip.compress(body, compresslevel=1)
