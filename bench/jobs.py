@@ -14,7 +14,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,25 +25,21 @@ from typing import Any
 import httpx
 import numpy as np
 
+from core.net import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from service.settings import Settings  # noqa: E402
-from workers.client import SyncOIPClient  # noqa: E402
-from workers.jobs import campaign  # noqa: E402
-from workers.jobs.control import JobControl  # noqa: E402
-from workers.jobs.queue import JobQueue  # noqa: E402
-from workers.jobs.records import JobStore  # noqa: E402
-from workers.jobs.types import job_type  # noqa: E402
-from workers.jobs.types.synthetic_dataset import labelled_png, to_pixels  # noqa: E402
+from core.settings import Settings
+from workers.jobs import campaign
+from workers.jobs.control import JobControl
+from workers.jobs.queue import JobQueue
+from workers.jobs.records import JobStore
+from workers.jobs.types import job_type
+from workers.jobs.types.synthetic_dataset import labelled_png, to_pixels
+from workers.runtime.client import SyncOIPClient
 
 MEDSERVE = str(Path(sys.executable).with_name("medserve"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait(check: Any, timeout: float, what: str) -> Any:

@@ -18,7 +18,6 @@ import base64
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,12 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from core.net import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model_store.manifest import load_manifests  # noqa: E402
-from model_store.store import ModelStore  # noqa: E402
-from model_store.tiny import build_tiny  # noqa: E402
+from model_store.manifest import load_manifests
+from model_store.store import ModelStore
+from workers.runtime.registry import build_tiny
 
 REF_PYTHON = ROOT / ".venv-medvae" / "bin" / "python"
 MODEL_2D, MODEL_3D = "medvae-4-1-2d", "medvae-8-1-3d"
@@ -55,12 +56,6 @@ with torch.no_grad():
         mvae.encode(mvae.apply_transform(p))
     print(json.dumps({"seconds": time.perf_counter() - t, "count": len(paths)}))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_inputs(folder: Path, images: int, side: int) -> tuple[list[Path], list[Path]]:

@@ -37,9 +37,9 @@ def main() -> None:
 
     from model_store.manifest import load_manifests
     from model_store.store import ModelStore
-    from model_store.tiny import build_tiny
-    from workers.adapters.medvae import MedVAEAdapter
-    from workers.oip import InferRequest
+    from workers.medvae.adapter import MedVAEAdapter
+    from workers.runtime.oip import InferRequest
+    from workers.runtime.registry import build_tiny
 
     store = ModelStore(Path(tempfile.mkdtemp(prefix="medvae-vol-")), load_manifests())
     resolved = build_tiny(store, args.model, full_size=args.full_size, seed=0)

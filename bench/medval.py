@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,15 +30,17 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from core.net import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model_store.manifest import load_manifests  # noqa: E402
-from model_store.store import ModelStore  # noqa: E402
-from model_store.tiny import build_tiny  # noqa: E402
-from workers.medval.grammar import answer_regex  # noqa: E402
-from workers.medval.parser import parse_answer  # noqa: E402
-from workers.medval.prompt import build_messages, resolve_instruction  # noqa: E402
+from model_store.manifest import load_manifests
+from model_store.store import ModelStore
+from workers.medval.answer import parse_answer
+from workers.medval.grammar import answer_regex
+from workers.medval.prompt import build_messages, resolve_instruction
+from workers.runtime.registry import build_tiny
 
 VLLM_PYTHON = ROOT / ".venv-vllm" / "bin" / "python"
 Send = Callable[[int], Awaitable[None]]
@@ -54,12 +55,6 @@ CASES = [
     ("medication2answer", "Can I take amoxicillin with food?",
      "Yes, amoxicillin can be taken with or without food."),
 ]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_http(url: str, timeout_s: float, process: subprocess.Popen[bytes], log: Path) -> float:
@@ -244,7 +239,7 @@ def main() -> None:
         gateway_env = {**env, "MEDSERVE_HOME": str(work), "MEDSERVE_MODEL_DIR": str(model_dir),
                        "MEDSERVE_VLLM_BASE_URL": vllm_url, "MEDSERVE_VLLM_MODEL": "medval-4b",
                        "MEDSERVE_LOG_LEVEL": "WARNING"}  # fmt: skip
-        cli = [sys.executable, "-m", "service.cli", "gateway", "--port", str(gateway_port)]
+        cli = [sys.executable, "-m", "cli", "gateway", "--port", str(gateway_port)]
         with gateway_log.open("wb") as log:
             processes.append(
                 subprocess.Popen(

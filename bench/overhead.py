@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,33 +31,31 @@ from typing import Any
 
 import numpy as np
 
+from core.net import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model_store.manifest import load_manifests  # noqa: E402
-from model_store.store import ModelStore  # noqa: E402
-from model_store.tiny import build_tiny  # noqa: E402
-from service.settings import Settings  # noqa: E402
-from workers.adapter import ModelAdapter  # noqa: E402
-from workers.batcher import Batcher  # noqa: E402
-from workers.oip import (  # noqa: E402
+from core.settings import Settings
+from model_store.manifest import load_manifests
+from model_store.store import ModelStore
+from workers.runtime.adapter import ModelAdapter
+from workers.runtime.batcher import Batcher
+from workers.runtime.oip import (
     HEADER_LENGTH,
     decode_request,
     decode_response,
     encode_request,
     encode_response,
 )
-from workers.registry import adapter_for  # noqa: E402
-from workers.state import batch_config  # noqa: E402
+from workers.runtime.registry import (
+    adapter_for,
+    build_tiny,
+)
+from workers.runtime.state import batch_config
 
 TRITON_VENV = ROOT / ".venv-triton"
 Send = Callable[[], Awaitable[None]]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -152,7 +149,7 @@ def in_process_sender(adapter: ModelAdapter, batcher: Batcher, body: bytes, leng
 
 
 def direct_sender(adapter: ModelAdapter, body: bytes, length: int) -> Send:
-    from workers.oip import InferRequest
+    from workers.runtime.oip import InferRequest
 
     request: InferRequest = decode_request(body, length)
 

@@ -29,9 +29,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model_store.manifest import load_manifests  # noqa: E402
-from model_store.store import ModelStore  # noqa: E402
-from service.embedded_redis import free_port  # noqa: E402
+from core.net import free_port
+from model_store.manifest import load_manifests
+from model_store.store import ModelStore
 
 MODEL = "roentgen-v2"
 PROMPT = "74 year old BLACK male. No acute cardiopulmonary process."
@@ -61,7 +61,7 @@ def sync(device: str) -> None:
 
 def platform_run(args: argparse.Namespace, model_dir: Path, home: Path) -> dict[str, Any]:
     """Worker process + batcher; `batch` concurrent single-image requests, `repeats` rounds."""
-    from workers.client import OIPClient
+    from workers.runtime.client import OIPClient
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -75,7 +75,7 @@ def platform_run(args: argparse.Namespace, model_dir: Path, home: Path) -> dict[
         MEDSERVE_REQUEST_TIMEOUT_S="7200",
     )
     log = (home / "worker.log").open("wb")
-    argv = [sys.executable, "-m", "service.cli", "worker", "--models", MODEL, "--port", str(port)]
+    argv = [sys.executable, "-m", "cli", "worker", "--models", MODEL, "--port", str(port)]
     proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     params = {
         "steps": args.steps,
@@ -162,7 +162,7 @@ def plain_run(args: argparse.Namespace, path: Path) -> dict[str, Any]:
     from diffusers import StableDiffusionPipeline
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from workers.roentgen_sampler import DTYPE_KEYWORD, DTYPES, make_scheduler
+    from workers.roentgen.compute import DTYPE_KEYWORD, DTYPES, make_scheduler
 
     dtype = DTYPES[args.dtype]
     t = time.time()
@@ -274,7 +274,7 @@ def main() -> None:
     args = parser.parse_args()
     args.dtype = args.dtype or ("bfloat16" if args.device.startswith("cuda") else "float32")
 
-    from model_store.tiny import build_tiny
+    from workers.runtime.registry import build_tiny
 
     store = ModelStore(Path(args.model_dir), load_manifests())
     t = time.time()

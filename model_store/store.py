@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from core.constants import STORE_MARKER
+from core.errors import ModelNotFound, WeightsUnavailable
 from model_store.manifest import Manifest
-from service.errors import ModelNotFound, WeightsUnavailable
 
-MARKER = "medserve.json"
+MARKER = STORE_MARKER
 Weights = Literal["pulled", "random-tiny", "random-full"]
 
 

@@ -1,25 +1,35 @@
 """Offline, same-architecture, randomly initialised models for tests and the offline demo.
 
-Each family has a builder module `model_store/builders/<family>.py` with
-`build(manifest, target: Path, full_size: bool = False, seed: int = 0) -> None` that writes
-files in the released layout (so the same loading code reads them). `full_size=True` writes
-the real-size architecture with random weights, for benchmarks.
+Each family's `tiny.py` has `build(manifest, target: Path, full_size: bool = False, seed: int = 0)`
+writing files in the released layout, so the same loading code reads them; `full_size=True`
+writes the real-size architecture with random weights, for benchmarks. The builder is passed
+in (the worker registry knows the families); this module only lays out the folder.
 """
 
 from __future__ import annotations
 
-import importlib
 import shutil
+from collections.abc import Callable
+from pathlib import Path
 
 from model_store.manifest import Manifest
 from model_store.store import ModelStore, ResolvedModel, Weights, write_marker
 
+Builder = Callable[..., None]
+
 
 def build_tiny(
-    store: ModelStore, name: str, *, full_size: bool = False, force: bool = False, seed: int = 0
+    store: ModelStore,
+    name: str,
+    builder: Builder,
+    *,
+    full_size: bool = False,
+    force: bool = False,
+    seed: int = 0,
 ) -> ResolvedModel:
+    """Build `name` with `builder(manifest, target, full_size=, seed=)` unless it is present."""
     manifest: Manifest = store.manifest(name)
-    target = store.path(name)
+    target: Path = store.path(name)
     info = store.info(name)
     wanted: Weights = "random-full" if full_size else "random-tiny"
     if info is not None and not force and info["weights"] in ("pulled", wanted):
@@ -27,7 +37,6 @@ def build_tiny(
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    builder = importlib.import_module(f"model_store.builders.{manifest.family}")
-    builder.build(manifest, target, full_size=full_size, seed=seed)
+    builder(manifest, target, full_size=full_size, seed=seed)
     write_marker(target, manifest, wanted, seed=seed)
     return store.resolve(name)

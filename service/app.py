@@ -20,15 +20,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.errors import InternalError, InvalidInput, MedserveError, http_status_of, render
+from core.settings import Settings
 from model_store.manifest import Manifest
 from service.auth import Authenticator, RateLimiter
-from service.envelope import error_body, render_error
-from service.errors import MedserveError
 from service.metrics import GatewayMetrics
-from service.middleware import GatewayMiddleware
+from service.middleware import GatewayMiddleware, is_oip
 from service.routes import ROUTER_MODULES
 from service.routing import ModelRouter
-from service.settings import Settings
 
 log = logging.getLogger("medserve.gateway")
 
@@ -44,21 +43,6 @@ One API for published medical-imaging models (RoentGen-v2, MedVAE, Merlin, SRRG,
 
 Generated images are synthetic and say so; every inference says which weights served it.
 """
-
-_HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    409: "conflict",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    422: "invalid_input",
-    429: "rate_limited",
-    503: "unavailable",
-}
 
 
 def _static_dir() -> Path | None:
@@ -86,37 +70,38 @@ def validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
+def _answer(
+    request: Request, error: MedserveError, headers: dict[str, str] | None = None
+) -> Response:
+    status, raw, body = render(error, oip=is_oip(request.url.path), request_id=_request_id(request))
+    response = Response(body, status, headers={k.decode(): v.decode() for k, v in raw})
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     async def on_medserve(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, MedserveError)
-        status, headers, body = render_error(request.url.path, exc, _request_id(request))
-        return Response(body, status, headers={k.decode(): v.decode() for k, v in headers})
+        return _answer(request, exc)
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        body = error_body(
-            request.url.path, "invalid_input", validation_message(exc), _request_id(request)
-        )
-        return Response(body, 422, media_type="application/json")
+        return _answer(request, InvalidInput(validation_message(exc)))
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        code = _HTTP_CODES.get(exc.status_code, "error")
-        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        cls = http_status_of(exc.status_code)
+        message = exc.detail if isinstance(exc.detail, str) else cls.code.replace("_", " ")
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}; see /docs for the API"
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}; see /docs"
-        body = error_body(request.url.path, code, message, _request_id(request))
-        headers = dict(exc.headers or {})
-        return Response(body, exc.status_code, headers=headers, media_type="application/json")
+        return _answer(request, cls(message), dict(exc.headers or {}))
 
     async def on_any(request: Request, exc: Exception) -> Response:
         log.error("unhandled error on %s", request.url.path, exc_info=exc)
-        body = error_body(
-            request.url.path, "internal", "internal error; see the server log", _request_id(request)
-        )
-        return Response(body, 500, media_type="application/json")
+        return _answer(request, InternalError("internal error; see the server log"))
 
     app.add_exception_handler(MedserveError, on_medserve)
     app.add_exception_handler(RequestValidationError, on_validation)

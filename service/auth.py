@@ -13,8 +13,8 @@ import logging
 import time
 from typing import Any
 
-from service.errors import RateLimited, Unauthorized
-from service.settings import Settings
+from core.errors import RateLimited, Unauthorized
+from core.settings import Settings
 
 log = logging.getLogger("medserve.auth")
 

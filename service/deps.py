@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from core.settings import Settings
 from service.routing import ModelRouter
-from service.settings import Settings
 
 
 def get_settings(request: Request) -> Settings:

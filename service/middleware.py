@@ -14,10 +14,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from core.errors import InternalError, MedserveError, PayloadTooLarge, render
+from core.logging import request_id_var
 from service.auth import Authenticator, RateLimiter, is_open
-from service.envelope import error_body, render_error
-from service.errors import MedserveError, PayloadTooLarge
-from service.logging import request_id_var
 from service.metrics import GatewayMetrics
 
 log = logging.getLogger("medserve.access")
@@ -113,13 +112,8 @@ class GatewayMiddleware:
                     "unhandled error on %s %s", scope["method"], _route_of(scope), exc_info=exc
                 )
             if not started[0]:
-                message = "internal error; see the server log"
-                body = error_body(path, "internal", message, request_id)
-                await send_tracking(
-                    {"type": "http.response.start", "status": 500,
-                     "headers": [(b"content-type", b"application/json")]}
-                )  # fmt: skip
-                await send_tracking({"type": "http.response.body", "body": body})
+                error = InternalError("internal error; see the server log")
+                await self._send_error(send_tracking, path, error, request_id)
         finally:
             elapsed = time.perf_counter() - start
             route = _route_of(scope)
@@ -173,11 +167,16 @@ class GatewayMiddleware:
 
     @staticmethod
     async def _send_error(send: Send, path: str, error: MedserveError, request_id: str) -> None:
-        status, headers, body = render_error(path, error, request_id)
+        status, headers, body = render(error, oip=is_oip(path), request_id=request_id)
         if status == 401:
             headers.append((b"www-authenticate", b"Bearer"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def is_oip(path: str) -> bool:
+    """OIP routes answer errors as `{"error": msg}`, as OIP clients expect."""
+    return path == "/v2" or path.startswith("/v2/")
 
 
 def _route_of(scope: Scope) -> str:

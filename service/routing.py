@@ -20,20 +20,20 @@ from urllib.parse import quote
 import aiohttp
 import numpy as np
 
-from model_store.manifest import Manifest, load_manifests
-from service.errors import (
+from core.errors import (
     DeadlineExceeded,
     MedserveError,
     ModelNotFound,
     ModelNotReady,
     Unavailable,
 )
+from core.settings import Settings
+from model_store.manifest import Manifest, load_manifests
 from service.metrics import GatewayMetrics
-from service.settings import Settings
-from workers.oip import InferResponse
+from workers.runtime.oip import InferResponse
 
 if TYPE_CHECKING:
-    from workers.client import OIPClient
+    from workers.runtime.client import OIPClient
 
 log = logging.getLogger("medserve.routing")
 
@@ -155,7 +155,7 @@ class ModelRouter:
         request_id: str | None = None,
         outputs: list[str] | None = None,
     ) -> InferResponse:
-        """Run one OIP inference on the worker hosting `model`; raises service.errors types."""
+        """Run one OIP inference on the worker hosting `model`; raises core.errors types."""
         route = self.route(model)
         client = self._client(route.url)
         start = time.perf_counter()
@@ -195,7 +195,7 @@ class ModelRouter:
     def _client(self, url: str) -> OIPClient:
         client = self._clients.get(url)
         if client is None:
-            from workers.client import OIPClient
+            from workers.runtime.client import OIPClient
 
             client = OIPClient(url, timeout_s=self.settings.upstream_timeout_s)
             self._clients[url] = client

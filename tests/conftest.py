@@ -24,13 +24,14 @@ from typing import Any
 import httpx
 import pytest
 
+from cli.embedded_redis import EmbeddedRedis
+from core.net import free_port
+from core.settings import Settings
 from model_store.manifest import load_manifests
 from model_store.store import ModelStore, ResolvedModel
-from service.embedded_redis import EmbeddedRedis, free_port
-from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "service.cli"]
+CLI = [sys.executable, "-m", "cli"]
 READY_TIMEOUT_S = 120.0
 
 
@@ -193,7 +194,7 @@ def model_store(model_dir: Path) -> ModelStore:
 @pytest.fixture(scope="session")
 def tiny_model(model_store: ModelStore) -> Callable[[str], ResolvedModel]:
     """`tiny_model(name)`: build (once) and return a tiny random model in `model_dir`."""
-    from model_store.tiny import build_tiny
+    from workers.runtime.registry import build_tiny
 
     built: dict[str, ResolvedModel] = {}
 
@@ -208,8 +209,8 @@ def tiny_model(model_store: ModelStore) -> Callable[[str], ResolvedModel]:
 @pytest.fixture
 def worker_app(model_dir: Path, tiny_model: Callable[[str], ResolvedModel]) -> Callable[..., Any]:
     """`worker_app(models, **settings)`: an in-process worker ASGI app (models load lazily)."""
-    from workers.main import build_adapters
-    from workers.server import create_worker_app
+    from workers.runtime.main import build_adapters
+    from workers.runtime.server import create_worker_app
 
     def make(models: list[str], **overrides: Any) -> Any:
         for name in models:

@@ -11,8 +11,8 @@ import numpy as np
 
 from model_store.manifest import load_manifests
 from model_store.store import ModelStore, ResolvedModel
-from model_store.tiny import build_tiny
-from workers.oip import InferRequest, InferResponse
+from workers.runtime.oip import InferRequest, InferResponse
+from workers.runtime.registry import build_tiny
 
 VARIANTS_2D = ["medvae-4-1-2d", "medvae-4-3-2d", "medvae-8-1-2d", "medvae-8-4-2d"]
 VARIANTS_3D = ["medvae-4-1-3d", "medvae-8-1-3d"]
@@ -28,7 +28,7 @@ def tiny(root: Path, name: str) -> ResolvedModel:
 
 
 def load_adapter(resolved: ResolvedModel) -> Any:
-    from workers.adapters.medvae import MedVAEAdapter
+    from workers.medvae.adapter import MedVAEAdapter
 
     adapter = MedVAEAdapter(resolved.manifest)
     adapter.load(resolved, "cpu")

@@ -17,8 +17,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from core.errors import InvalidInput
 from service.deps import SettingsDep, TenantDep
-from service.errors import InvalidInput
 from service.schemas.jobs import Artifact, ArtifactList, JobCreate, JobList, JobView
 from workers.jobs.control import JobControl
 from workers.jobs.records import STATES

@@ -18,8 +18,8 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 
+from core.errors import BadRequest, InvalidInput, UnsupportedMediaType
 from service.deps import ModelsDep, RequestIdDep
-from service.errors import BadRequest, InvalidInput, UnsupportedMediaType
 from service.schemas.medvae import (
     DecodeRequest,
     DecodeResponse,
@@ -28,7 +28,7 @@ from service.schemas.medvae import (
     Tensor,
 )
 from workers.imaging.readers import sniff
-from workers.oip import InferResponse
+from workers.runtime.oip import InferResponse
 
 router = APIRouter(tags=["medvae"])
 Schema = TypeVar("Schema", bound=BaseModel)

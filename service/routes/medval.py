@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from core.settings import Settings
 from service.deps import ModelsDep, RequestIdDep, SettingsDep
 from service.schemas.medval import (
     BatchEvaluateResponse,
@@ -16,8 +17,7 @@ from service.schemas.medval import (
     EvaluateResponse,
     Evaluation,
 )
-from service.settings import Settings
-from workers.medval.engines import GenerationOptions, MedVALEngine, VLLMEngine, WorkerEngine
+from workers.medval.engines_tmp import GenerationOptions, MedVALEngine, VLLMEngine, WorkerEngine
 from workers.medval.evaluator import EvalItem, Outcome, evaluate
 from workers.medval.prompt import resolve_instruction
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from core.errors import ModelNotFound
 from service.deps import ModelsDep
-from service.errors import ModelNotFound
 from service.routing import ModelRoute, ModelRouter
 from service.schemas.models import ModelInfo, ModelList, WeightsInfo
 

@@ -18,10 +18,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from core.errors import MedserveError, render
 from service.app import VERSION
 from service.deps import ModelsDep
-from service.envelope import render_error
-from service.errors import MedserveError
 from service.routing import ModelRouter, forward
 
 router = APIRouter(tags=["open inference protocol v2"])
@@ -110,7 +109,7 @@ class ForwardInfer:
                 return
             status, headers, data = answer
         except MedserveError as error:
-            status, headers, data = render_error(scope["path"], error, request_id)
+            status, headers, data = render(error, oip=True, request_id=request_id)
         headers.append((b"content-length", str(len(data)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
@@ -144,7 +143,7 @@ async def _forward_get(request: Request, models: ModelRouter, model: str) -> Res
             models, "GET", route, _path_of(request.scope), b"", {}, request_id
         )
     except MedserveError as error:
-        status, headers, data = render_error(request.url.path, error, request_id)
+        status, headers, data = render(error, oip=True, request_id=request_id)
     return _raw(status, headers, data)
 
 

@@ -14,8 +14,7 @@ import aiohttp
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from service.deps import ModelsDep, SettingsDep
-from service.errors import (
+from core.errors import (
     BadRequest,
     DeadlineExceeded,
     InvalidInput,
@@ -23,7 +22,8 @@ from service.errors import (
     Unavailable,
     UpstreamError,
 )
-from service.settings import Settings
+from core.settings import Settings
+from service.deps import ModelsDep, SettingsDep
 
 router = APIRouter(tags=["openai"])
 

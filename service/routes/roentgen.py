@@ -15,8 +15,8 @@ import numpy as np
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
+from core.errors import InvalidInput, UpstreamError
 from service.deps import ModelsDep, RequestIdDep
-from service.errors import InvalidInput, UpstreamError
 from service.schemas.roentgen import GeneratedImage, GenerateRequest, GenerateResponse
 from workers.imaging import synthetic
 

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from service.errors import InvalidInput
-from workers.roentgen_params import (
+from core.errors import InvalidInput
+from workers.roentgen.contract import (
     DEFAULT_MAX_IMAGES,
     DEFAULT_MAX_STEPS,
     MAX_GUIDANCE,

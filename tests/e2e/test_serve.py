@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from service.embedded_redis import free_port
-from service.settings import DEFAULT_MODELS
+from core.net import free_port
+from core.settings import DEFAULT_MODELS
 from tests.conftest import CLI, ROOT, clean_env
 
 READY_WITHIN_S = 60.0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,18 +20,13 @@ from typing import Any
 import pytest
 import redis
 
-from service.settings import Settings
+from core.net import free_port
+from core.settings import Settings
 from workers.jobs.control import JobControl
 from workers.jobs.queue import JobQueue
 from workers.jobs.records import JobRecord, JobStore
 
 MEDSERVE = str(Path(sys.executable).with_name("medserve"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def redis_executable() -> str:

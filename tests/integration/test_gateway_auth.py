@@ -12,11 +12,11 @@ import tritonclient.http as triton_http
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
+from core.net import free_port
+from core.settings import Settings
 from service.app import create_app
 from service.auth import RATE_KEY_PREFIX
 from service.deps import TenantDep
-from service.embedded_redis import free_port
-from service.settings import Settings
 from tests.conftest import CLI, ROOT, clean_env
 
 KEYS = ["k-alpha:alpha", "k-beta"]

@@ -14,8 +14,8 @@ from fastapi import APIRouter
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
+from core.settings import Settings
 from service.app import create_app
-from service.settings import Settings
 
 MARKER = "PATIENT-7731-MARKER"
 

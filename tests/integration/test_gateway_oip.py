@@ -113,7 +113,7 @@ def test_malformed_body_is_400_with_a_message_and_the_next_request_works(
 
 
 def test_binary_request_without_content_type_is_forwarded_byte_for_byte(stack) -> None:
-    from workers.oip import decode_response, encode_request
+    from workers.runtime.oip import decode_response, encode_request
 
     x = np.linspace(-1, 1, 10, dtype=np.float32).reshape(2, 5)
     body, header_length = encode_request({"INPUT0": x}, request_id="abc")

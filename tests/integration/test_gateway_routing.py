@@ -11,10 +11,10 @@ import pytest
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
+from core.net import free_port
+from core.settings import Settings
 from service.app import create_app
 from service.deps import ModelsDep, RequestIdDep
-from service.embedded_redis import free_port
-from service.settings import Settings
 from tests.conftest import CLI, ROOT, clean_env, settings_env, wait_for
 
 BODY = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 2], "data": [4, 2]}]}

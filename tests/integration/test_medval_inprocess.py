@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from workers.medval.prompt import build_messages
-from workers.oip import InferRequest
+from workers.runtime.oip import InferRequest
 
 REFERENCE = "Mild cardiomegaly. Small left pleural effusion. No pneumothorax."
 CANDIDATE = "Normal chest radiograph."
@@ -103,7 +103,7 @@ def test_openai_routes_need_a_vllm_engine(stack: Any) -> None:
 
 def test_thinking_mode_is_off_unless_asked(tiny_model: Callable[[str], Any]) -> None:
     """The adapter renders Qwen3's empty think block when thinking is off, none when on."""
-    from workers.registry import adapter_for
+    from workers.runtime.registry import adapter_for
 
     resolved = tiny_model("medval-4b")
     adapter = adapter_for(resolved.manifest)

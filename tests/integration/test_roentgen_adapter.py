@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from core.errors import InvalidInput
 from model_store.store import ResolvedModel
-from service.errors import InvalidInput
-from workers.adapters.roentgen import RoentgenAdapter
-from workers.oip import InferRequest
+from workers.roentgen.adapter import RoentgenAdapter
+from workers.runtime.oip import InferRequest
 
 PROMPT = "50 year old female. Normal chest radiograph."
 OTHER = "74 year old BLACK male. Small left pleural effusion."
@@ -118,7 +118,7 @@ def test_batched_images_equal_the_same_requests_run_alone(adapter: RoentgenAdapt
 
 @pytest.mark.parametrize("scheduler", ["pndm", "ddim", "dpmsolver++"])
 def test_matches_the_plain_diffusers_pipeline(adapter: RoentgenAdapter, scheduler: str) -> None:
-    from workers.roentgen_sampler import make_scheduler
+    from workers.roentgen.compute import make_scheduler
 
     ours = run(adapter, request([PROMPT, OTHER], seed=7, scheduler=scheduler, channels=3))
     pipe = adapter.pipe

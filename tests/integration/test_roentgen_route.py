@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from tests.integration.worker_process import WorkerProcess
-from workers.client import OIPClient
+from workers.runtime.client import OIPClient
 
 PROMPT = "50 year old female. Normal chest radiograph."
 SMALL = {"steps": 2, "height": 64, "width": 64}

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from service.embedded_redis import free_port
+from core.net import free_port
 from tests.conftest import ROOT, clean_env
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]

@@ -18,9 +18,9 @@ import pytest
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from service.errors import DeadlineExceeded, Overloaded
+from core.errors import DeadlineExceeded, Overloaded
 from tests.integration.worker_process import WorkerProcess
-from workers.client import OIPClient, SyncOIPClient
+from workers.runtime.client import OIPClient, SyncOIPClient
 
 BLOCK_MS = 2500  # how long a blocking request holds the executor: long enough for a busy CI
 

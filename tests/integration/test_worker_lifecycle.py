@@ -13,9 +13,9 @@ import httpx
 import numpy as np
 import pytest
 
-from service.errors import ModelNotReady, Unavailable
+from core.errors import ModelNotReady, Unavailable
 from tests.integration.worker_process import WorkerProcess
-from workers.client import SyncOIPClient
+from workers.runtime.client import SyncOIPClient
 
 
 def test_ready_stays_false_while_a_model_cannot_load(tmp_path: Path) -> None:

@@ -14,9 +14,9 @@ import pytest
 import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
-from service.errors import BadRequest, InvalidInput, ModelNotFound
+from core.errors import BadRequest, InvalidInput, ModelNotFound
 from tests.integration.worker_process import WorkerProcess
-from workers.client import OIPClient, SyncOIPClient
+from workers.runtime.client import OIPClient, SyncOIPClient
 
 
 @pytest.fixture(scope="module")

@@ -85,7 +85,7 @@ def close(ours: np.ndarray, theirs: np.ndarray) -> None:
 @pytest.mark.parametrize("name", VARIANTS_2D)
 def test_2d_matches_package(reference, name: str) -> None:
     from workers.imaging.readers import read_raster
-    from workers.medvae_ops import prepare_2d
+    from workers.medvae.compute import prepare_2d
 
     store, out, files = reference
     adapter = load_adapter(tiny(store, name))
@@ -109,7 +109,7 @@ def test_2d_matches_package(reference, name: str) -> None:
 @pytest.mark.parametrize("name", VARIANTS_3D)
 def test_3d_matches_package(reference, name: str) -> None:
     from workers.imaging.readers import read_nifti
-    from workers.medvae_ops import Window, decode_volume, prepare_3d
+    from workers.medvae.compute import Window, decode_volume, prepare_3d
 
     store, out, files = reference
     adapter = load_adapter(tiny(store, name))

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from core.errors import DeadlineExceeded, InternalError, InvalidInput, Overloaded, Unavailable
 from model_store.manifest import Manifest
 from model_store.store import ResolvedModel
-from service.errors import DeadlineExceeded, InternalError, InvalidInput, Overloaded, Unavailable
-from workers.adapter import Item, ModelAdapter
-from workers.batcher import BatchConfig, Batcher
-from workers.oip import InferRequest, InferResponse
+from workers.runtime.adapter import Item, ModelAdapter
+from workers.runtime.batcher import BatchConfig, Batcher
+from workers.runtime.oip import InferRequest, InferResponse
 
 
 class Recorder(ModelAdapter):

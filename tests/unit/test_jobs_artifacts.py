@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from service.errors import InvalidInput, NotFound
+from core.errors import InvalidInput, NotFound
 from workers.jobs.artifacts import ArtifactStore, safe_relpath
 from workers.jobs.shards import load_or_create_plan
 

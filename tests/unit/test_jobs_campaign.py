@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from service.errors import InvalidInput
+from core.errors import InvalidInput
 from workers.jobs import campaign
 from workers.jobs.types import job_type
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from service.errors import InvalidInput, http_status
+from core.errors import InvalidInput, http_status
 from tests.medvae_support import (
     LPS_AFFINE,
     ct_volume,
@@ -26,7 +26,7 @@ from tests.medvae_support import (
     tiny,
 )
 from workers.imaging import writers
-from workers.medvae_ops import latent_affine, prepare_2d, prepare_3d
+from workers.medvae.compute import latent_affine, prepare_2d, prepare_3d
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +106,7 @@ def test_encode_is_deterministic_and_sampling_reproducible(adapters) -> None:
 def test_batch_of_images_equals_one_at_a_time(adapters) -> None:
     adapter = adapters["medvae-4-1-2d"]
     images = [png_bytes(gray_image(32, seed=s)) for s in range(3)]
-    from workers.oip import InferRequest
+    from workers.runtime.oip import InferRequest
 
     items = []
     for image in images:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from service.errors import WeightsUnavailable
+from core.errors import WeightsUnavailable
 from tests.medvae_support import ALL, tiny
-from workers.medvae_arch import MedVAE, inject_lora
-from workers.medvae_load import VARIANTS, load_variant, load_weights, read_state_dict
-from workers.medvae_ops import Window, encode_volume
+from workers.medvae.autoencoder import MedVAE, inject_lora
+from workers.medvae.compute import Window, encode_volume
+from workers.medvae.model import VARIANTS, load_variant, load_weights, read_state_dict
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import re
 import numpy as np
 import pytest
 
+from workers.medval.answer import parse_answer
 from workers.medval.automaton import TokenAutomaton
 from workers.medval.grammar import GrammarTooLarge, answer_grammar
-from workers.medval.parser import parse_answer
 
 
 def test_regex_accepts_answers_the_parser_reads() -> None:

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from service.errors import InvalidInput, ModelNotFound, Unavailable
+from core.errors import InvalidInput, ModelNotFound, Unavailable
+from core.settings import Settings
 from service.routes.openai import _upstream_message, served_name
-from service.settings import Settings
 
 
 def test_model_names_map_to_the_served_name() -> None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from workers.medval.parser import AnswerUnparseable, parse_answer, parse_errors, parse_risk
+from workers.medval.answer import AnswerUnparseable, parse_answer, parse_errors, parse_risk
 
 WELL_FORMED = (
     "[[ ## reasoning ## ]]\nThe candidate omits the effusion.\n\n"

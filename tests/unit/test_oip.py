@@ -11,8 +11,8 @@ import orjson
 import pytest
 import tritonclient.http as triton_http
 
-from service.errors import BadRequest, PayloadTooLarge
-from workers.oip import (
+from core.errors import BadRequest, PayloadTooLarge
+from workers.runtime.oip import (
     InferResponse,
     decode_request,
     decode_response,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from service.errors import InvalidInput
+from core.errors import InvalidInput
 from service.schemas.roentgen import GenerateRequest
-from workers.roentgen_params import build_prompt, parse_params
+from workers.roentgen.contract import build_prompt, parse_params
 
 DEFAULTS = {"steps": 75, "guidance_scale": 3.0, "scheduler": "pndm", "height": 512, "width": 512}
 

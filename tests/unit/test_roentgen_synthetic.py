@@ -10,7 +10,7 @@ import pydicom
 import pytest
 from PIL import Image
 
-from service.errors import InvalidInput
+from core.errors import InvalidInput
 from workers.imaging import synthetic
 
 PROVENANCE = {

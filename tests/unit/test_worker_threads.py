@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from model_store.manifest import load_manifests
-from workers.registry import adapter_for
-from workers.state import set_torch_threads
+from workers.runtime.registry import adapter_for
+from workers.runtime.state import set_torch_threads
 
 
 def test_torch_threads_setting_applies_to_torch_models() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import InvalidInput
+from core.errors import InvalidInput
 
 GZIP_MAGIC = b"\x1f\x8b"
 NIFTI1_HEADER = 348

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import InvalidInput
+from core.errors import InvalidInput
 
 MEDIA_TYPES = {"png": "image/png", "dicom": "application/dicom", "npy": "application/x-npy"}
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"

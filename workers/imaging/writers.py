@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import InvalidInput
+from core.errors import InvalidInput
 from workers.imaging.readers import check_finite, read_nifti, read_npy, sniff
 
 MEDIA_TYPES = {

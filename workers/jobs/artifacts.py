@@ -13,7 +13,7 @@ from typing import Any
 
 import fsspec
 
-from service.errors import InvalidInput, NotFound
+from core.errors import InvalidInput, NotFound
 
 HIDDEN_PREFIXES = (".", "_")
 

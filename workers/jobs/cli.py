@@ -16,7 +16,7 @@ def register_jobs_worker(app: typer.Typer) -> None:
         loglevel: str = typer.Option("INFO", help="Log level."),
     ) -> None:
         """Run batch jobs from the Redis queue (needs MEDSERVE_REDIS_URL)."""
-        from service.settings import Settings
+        from core.settings import Settings
         from workers.jobs.models import ModelClients
         from workers.jobs.queue import JobQueue, run_worker
         from workers.jobs.records import JobStore

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.errors import Conflict, InvalidInput, MedserveError
-from service.settings import Settings
+from core.errors import Conflict, InvalidInput, MedserveError
+from core.settings import Settings
 from workers.jobs.artifacts import ArtifactStore
 from workers.jobs.queue import JobQueue
 from workers.jobs.records import JobRecord, JobStore
@@ -29,7 +29,7 @@ class JobControl:
     @classmethod
     def from_settings(cls, settings: Settings) -> JobControl:
         if not settings.redis_url:
-            from service.errors import Unavailable
+            from core.errors import Unavailable
 
             raise Unavailable("jobs need Redis: set MEDSERVE_REDIS_URL (or run `medserve serve`)")
         store = JobStore.from_url(settings.redis_url, retry_for_s=2.0)

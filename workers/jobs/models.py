@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from service.errors import ModelNotFound, ModelNotReady, Overloaded, Unavailable
-from service.settings import Settings
-from workers.oip import InferResponse
+from core.errors import ModelNotFound, ModelNotReady, Overloaded, Unavailable
+from core.settings import Settings
+from workers.runtime.oip import InferResponse
 
 RETRYABLE = (Overloaded, Unavailable, ModelNotReady)
 
@@ -56,7 +56,7 @@ class ModelClients:
                 self._routes.setdefault(str(entry.get("name")), base.rstrip("/"))
 
     def client(self, model: str) -> Any:
-        from workers.client import SyncOIPClient
+        from workers.runtime.client import SyncOIPClient
 
         url = self.url_for(model)
         with self._lock:

@@ -14,8 +14,8 @@ from typing import Any
 
 from celery import Celery
 
-from service.errors import Unavailable
-from service.settings import Settings
+from core.errors import Unavailable
+from core.settings import Settings
 
 TASK_NAME = "medserve.jobs.run"
 QUEUE = "medserve-jobs"

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from service.errors import Conflict, NotFound, Unavailable
+from core.errors import Conflict, NotFound, Unavailable
 from workers.jobs.keys import Keys
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")

@@ -18,8 +18,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from service.errors import MedserveError
-from service.settings import Settings
+from core.errors import MedserveError
+from core.settings import Settings
 from workers.jobs.artifacts import ArtifactStore
 from workers.jobs.records import JobRecord, JobStore
 from workers.jobs.shards import load_or_create_plan

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.errors import InvalidInput, UpstreamError
-from workers.medval.engines import GenerationOptions, MedVALEngine
+from core.errors import InvalidInput, UpstreamError
+from workers.medval.answer import AnswerUnparseable, Evaluation, parse_answer
+from workers.medval.engines_tmp import GenerationOptions, MedVALEngine
 from workers.medval.grammar import GrammarTooLarge, answer_regex
-from workers.medval.parser import AnswerUnparseable, Evaluation, parse_answer
 from workers.medval.prompt import build_messages
 
 

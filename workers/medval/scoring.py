@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from workers.medval.parser import AnswerUnparseable, parse_risk
+from workers.medval.answer import AnswerUnparseable, parse_risk
 
 LABEL_COLUMNS = ("physician_risk_grade", "physician_risk_level", "label")
 PREDICTION_COLUMNS = ("lm_risk_grade", "risk_level", "model_risk_grade", "predicted_risk_grade")

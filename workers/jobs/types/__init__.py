@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
 
-from service.errors import InvalidInput
+from core.errors import InvalidInput
 
 if TYPE_CHECKING:
     from workers.jobs.runner import JobContext

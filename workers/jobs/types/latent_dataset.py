@@ -21,7 +21,7 @@ import fsspec
 import numpy as np
 from pydantic import BaseModel, Field
 
-from service.errors import InvalidInput, MedserveError, Overloaded, Unavailable
+from core.errors import InvalidInput, MedserveError, Overloaded, Unavailable
 from workers.jobs.types import JobType
 
 if TYPE_CHECKING:

@@ -42,7 +42,7 @@ class SleepJob(JobType):
         lines = []
         for item in items:
             if ctx.params.get("fail_at") == item["index"]:
-                from service.errors import InvalidInput
+                from core.errors import InvalidInput
 
                 raise InvalidInput(f"item {item['index']} failed on purpose (fail_at)")
             time.sleep(float(ctx.params["item_ms"]) / 1000.0)

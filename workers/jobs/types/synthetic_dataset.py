@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field, model_validator
 
-from service.errors import UpstreamError
+from core.errors import UpstreamError
 from workers.jobs import campaign
 from workers.jobs.types import JobType
 

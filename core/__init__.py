@@ -1,0 +1,1 @@
+"""The shared kernel: errors, settings, logging and constants. Imports nothing local."""

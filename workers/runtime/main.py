@@ -1,0 +1,113 @@
+"""The worker process: `medserve worker --models a,b --port P`.
+
+Builds the settings, creates one adapter per model (weights resolve and load in the
+background once the server listens) and serves OIP v2 with uvicorn (uvloop, httptools).
+SIGTERM stops new work (503), lets in-flight and queued requests finish within
+`MEDSERVE_DRAIN_TIMEOUT_S`, then exits. Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import typer
+
+log = logging.getLogger("medserve.worker")
+
+
+def build_adapters(models: list[str]) -> dict[str, Any]:
+    """One adapter per model name, from the manifests (unknown names fail with the list)."""
+    from core.errors import ModelNotFound
+    from model_store.manifest import load_manifests
+    from workers.runtime.registry import adapter_for
+
+    manifests = load_manifests()
+    unknown = [m for m in models if m not in manifests]
+    if unknown:
+        raise ModelNotFound(
+            f"unknown model(s) {', '.join(unknown)}; known models: {', '.join(sorted(manifests))}"
+        )
+    return {name: adapter_for(manifests[name]) for name in models}
+
+
+def run_worker(settings: Any, models: list[str], host: str, port: int) -> None:
+    """Serve `models` on host:port until SIGTERM/SIGINT."""
+    import uvicorn
+
+    from core.logging import configure_logging
+    from workers.runtime.server import create_worker_app
+
+    configure_logging(settings)
+    # Predict and preprocess threads hand the GIL back to the event loop (and back) often;
+    # the default 5 ms switch interval would add up to 5 ms to each hop under load.
+    sys.setswitchinterval(0.0005)
+    app = create_worker_app(settings, build_adapters(models))
+    state = app.state.worker
+
+    class DrainingServer(uvicorn.Server):
+        """Marks the worker draining (new requests get 503) before uvicorn stops."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if not state.draining:
+                log.info("signal received; draining", extra={"signal": int(sig)})
+            state.draining = True
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        proxy_headers=False,  # workers sit behind the gateway; no proxy header rewriting
+        timeout_graceful_shutdown=int(max(1, settings.drain_timeout_s)),
+        backlog=2048,
+        # Longer than any client's idle keep-alive (gateway 4 s, OIPClient 30 s), so a pooled
+        # connection is never closed by the worker just as a client reuses it.
+        timeout_keep_alive=75,
+    )
+    log.info("worker starting", extra={"models": models, "host": host, "port": port})
+    DrainingServer(config).run()
+
+
+def register_worker(app: typer.Typer) -> None:
+    """Add `medserve worker` to the top-level command line."""
+
+    @app.command("worker")
+    def worker(
+        models: str = typer.Option(
+            None, "--models", help="Comma-separated model names (default: MEDSERVE_MODELS)."
+        ),
+        port: int = typer.Option(None, "--port", help="Default: MEDSERVE_WORKER_PORT."),
+        host: str = typer.Option("127.0.0.1", "--host"),
+        device: str = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N"),
+    ) -> None:
+        """Serve models over the Open Inference Protocol v2 with dynamic batching."""
+        from core.errors import MedserveError
+        from core.settings import Settings
+
+        overrides: dict[str, Any] = {}
+        if models:
+            overrides["models"] = models
+        if device:
+            overrides["device"] = device
+        settings = Settings(**overrides)
+        try:
+            run_worker(settings, settings.models, host, port or settings.worker_port)
+        except MedserveError as exc:
+            typer.echo(f"error: {exc.message}", err=True)
+            raise typer.Exit(2) from None
+
+
+def main() -> None:
+    cli = typer.Typer(add_completion=False)
+    register_worker(cli)
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""The model worker's HTTP server: Open Inference Protocol v2 (JSON and binary tensors).
+
+Raw Starlette, no pydantic on the request path. The infer route is `workers.runtime.infer`; this
+module holds the app factory, the metadata, health, repository, statistics and metrics routes,
+and the lifespan that loads models and drains on shutdown.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from core.errors import BadRequest, MedserveError, NotFound
+from core.settings import Settings
+from workers.runtime.adapter import ModelAdapter
+from workers.runtime.infer import InferEndpoint, error_parts, request_id_from
+from workers.runtime.metrics import make_registry, render
+from workers.runtime.state import Resolver, WorkerState
+
+SERVER_NAME = "medserve"
+EXTENSIONS = ["binary_tensor_data", "statistics", "model_repository"]
+
+
+def _json(doc: Any, request: Request, status: int = 200) -> Response:
+    rid = request_id_from(request.headers.get("x-request-id"))
+    return Response(
+        orjson.dumps(doc), status, headers={"x-request-id": rid}, media_type="application/json"
+    )
+
+
+def _error(error: MedserveError, request: Request) -> Response:
+    status, headers, body = error_parts(error)
+    response = Response(body, status, media_type="application/json")
+    for key, value in headers:
+        response.headers[key.decode()] = value.decode()
+    response.headers["x-request-id"] = request_id_from(request.headers.get("x-request-id"))
+    return response
+
+
+def create_worker_app(
+    settings: Settings, adapters: dict[str, ModelAdapter], *, resolve: Resolver | None = None
+) -> Starlette:
+    """The ASGI app of a worker hosting `adapters` (loaded in the background at start-up).
+
+    `resolve(name) -> ResolvedModel` finds weights; by default the model store under
+    `settings.model_root`, building tiny random weights when allowed and none were pulled.
+    """
+    state = WorkerState(settings, adapters, resolve)
+    registry = make_registry(state.metrics_snapshot)
+
+    async def server_metadata(request: Request) -> Response:
+        from importlib.metadata import version
+
+        return _json(
+            {"name": SERVER_NAME, "version": version("medserve"), "extensions": EXTENSIONS}, request
+        )
+
+    async def live(request: Request) -> Response:
+        return _json({"live": True}, request)
+
+    async def ready(request: Request) -> Response:
+        state.ensure_started()
+        ok = state.ready
+        return _json({"ready": ok}, request, 200 if ok else 503)
+
+    async def model_metadata(request: Request) -> Response:
+        p = request.path_params
+        try:
+            return _json(state.adapter(p["model"], p.get("version")).metadata(), request)
+        except MedserveError as exc:
+            return _error(exc, request)
+
+    async def model_ready(request: Request) -> Response:
+        state.ensure_started()
+        p = request.path_params
+        try:
+            name = state.adapter(p["model"], p.get("version")).name
+        except MedserveError as exc:
+            return _error(exc, request)
+        ok = state.states[name] == "READY" and not state.draining
+        return _json({"name": name, "ready": ok}, request, 200 if ok else 503)
+
+    async def model_stats(request: Request) -> Response:
+        state.ensure_started()
+        p = request.path_params
+        try:
+            return _json({"model_stats": state.stats(p.get("model"), p.get("version"))}, request)
+        except MedserveError as exc:
+            return _error(exc, request)
+
+    async def repository_index(request: Request) -> Response:
+        state.ensure_started()
+        entries = state.index()
+        body = await request.body()
+        if body:
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                return _error(BadRequest("the index request body must be JSON"), request)
+            if isinstance(doc, dict) and doc.get("ready"):
+                entries = [e for e in entries if e["state"] == "READY"]
+        return _json(entries, request)
+
+    async def metrics(request: Request) -> Response:
+        return Response(render(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        if status == 405:
+            return _error(
+                BadRequest(f"{request.method} is not allowed on {request.url.path}"), request
+            )
+        return _error(
+            NotFound(f"no route {request.url.path}; see GET /v2 for this server"), request
+        )
+
+    infer = InferEndpoint(state)
+    base = "/v2/models/{model}"
+    versioned = base + "/versions/{version}"
+    routes = [  # infer first: the hot path should not scan the other routes
+        Route(base + "/infer", infer, methods=["POST"]),
+        Route(versioned + "/infer", infer, methods=["POST"]),
+        Route("/v2", server_metadata, methods=["GET"]),
+        Route("/v2/health/live", live, methods=["GET"]),
+        Route("/v2/health/ready", ready, methods=["GET"]),
+        Route("/v2/repository/index", repository_index, methods=["POST"]),
+        Route("/v2/models/stats", model_stats, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    for prefix in (base, versioned):
+        routes += [
+            Route(prefix + "/ready", model_ready, methods=["GET"]),
+            Route(prefix + "/stats", model_stats, methods=["GET"]),
+            Route(prefix, model_metadata, methods=["GET"]),
+        ]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+        state.ensure_started()
+        yield
+        await state.shutdown()
+
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found})
+    app.state.worker = state
+    return app
