@@ -37,10 +37,17 @@ def redis_server_binary() -> str:
 class EmbeddedRedis:
     """Start with `start()` (returns the URL), stop with `stop()`; also a context manager."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, persist: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        persist: bool = True,
+        fsync: str = "everysec",
+    ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port
         self.persist = persist
+        self.fsync = fsync
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -57,6 +64,7 @@ class EmbeddedRedis:
             "--dir", str(self.data_dir.resolve()),
             "--save", "",
             "--appendonly", "yes" if self.persist else "no",
+            "--appendfsync", self.fsync,
             "--daemonize", "no",
             "--protected-mode", "yes",
             "--logfile", str((self.data_dir / "redis.log").resolve()),

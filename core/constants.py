@@ -4,6 +4,13 @@ model store's marker file. One place, so a deployment (or a test) can change a p
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    VERSION = version("medserve")
+except PackageNotFoundError:  # a checkout that was never installed
+    VERSION = "0.0.0"
+
 # Redis key prefixes (job records and leases; the gateway's rate-limit counters).
 JOBS_PREFIX = "medserve:jobs:"
 RATE_LIMIT_PREFIX = "medserve:ratelimit:"

@@ -98,6 +98,12 @@ class Unavailable(MedserveError):
     code = "unavailable"
 
 
+class Unreachable(Unavailable):
+    """A worker or engine refused the connection (down or restarting)."""
+
+    code = "unreachable"
+
+
 class WeightsUnavailable(MedserveError):
     """Weights are missing or cannot be fetched (e.g. offline)."""
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from core.settings import Settings
+from core.settings import CommonSettings
 
 request_id_var: ContextVar[str | None] = ContextVar("medserve_request_id", default=None)
 
@@ -66,7 +66,7 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def configure_logging(settings: Settings) -> None:
+def configure_logging(settings: CommonSettings) -> None:
     """Route the root logger (and uvicorn's) to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if settings.log_json else TextFormatter())

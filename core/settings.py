@@ -22,8 +22,8 @@ def _split_csv(value: Any) -> Any:
     return value
 
 
-class Settings(BaseSettings):
-    """All settings of gateway, model workers and job runners."""
+class CommonSettings(BaseSettings):
+    """What every role reads: where state lives, Redis, logging, the route table, engines."""
 
     model_config = SettingsConfigDict(env_prefix="MEDSERVE_", extra="ignore")
 
@@ -33,53 +33,23 @@ class Settings(BaseSettings):
     artifact_dir: str | None = Field(
         None, description="Job artifacts: a folder or an fsspec URL (default: <home>/artifacts)."
     )
-
-    # Gateway.
-    host: str = "127.0.0.1"
-    port: int = 8000
-    insecure: bool = Field(False, description="Allow a non-loopback bind with no API keys.")
-    api_keys: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="Comma-separated `key` or `key:tenant` entries; empty disables auth.",
+    redis_url: str | None = Field(None, description="Unset: `serve` starts an embedded Redis.")
+    job_visibility_timeout_s: int = Field(
+        6 * 3600, description="Celery redelivers an unacknowledged job after this long."
     )
-    rate_limit_per_minute: int = Field(0, description="Requests per API key per minute; 0 = off.")
-    max_body_mb: float = Field(512.0, description="Largest request body the gateway accepts.")
+
+    # How a gateway or a job runner reaches the model workers.
     routes: dict[str, str] = Field(
         default_factory=dict, description='Model -> worker base URL, JSON: {"echo": "http://..."}.'
     )
     worker_urls: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Workers whose model index the gateway discovers."
     )
-    health_interval_s: float = 1.0
     upstream_timeout_s: float = 600.0
-
-    # Model workers.
-    models: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_MODELS))
-    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
-    worker_port: int = 8100
-    num_workers: int = Field(1, description="Worker processes `serve` starts (models spread).")
-    max_batch_size: int | None = Field(None, description="Override every model's batch size.")
-    max_queue_delay_ms: float | None = None
-    max_queue_size: int | None = None
-    torch_threads: int | None = Field(
-        None, description="torch intra-op threads per worker (unset: torch's default)."
-    )
-    request_timeout_s: float = 300.0
+    max_body_mb: float = Field(512.0, description="Largest request body accepted.")
     drain_timeout_s: float = 30.0
-    allow_random_weights: bool = Field(
-        True, description="Serve tiny random weights when a model was never pulled."
-    )
 
-    # Redis and jobs.
-    redis_url: str | None = Field(None, description="Unset: `serve` starts an embedded Redis.")
-    job_visibility_timeout_s: int = 6 * 3600
-    job_shard_size: int = 16
-    job_lease_s: float = Field(
-        30.0,
-        description="A job runner's lease; a job whose runner is silent this long is requeued.",
-    )
-
-    # Engines for language models.
+    # Engines for language models (the gateway and benchmark jobs call them).
     vllm_base_url: str | None = Field(None, description="OpenAI-compatible vLLM server base URL.")
     vllm_model: str | None = Field(None, description="Served model name on that server.")
     vllm_api_key: str | None = None
@@ -88,9 +58,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    @field_validator("api_keys", "worker_urls", "models", mode="before")
+    @field_validator("worker_urls", mode="before")
     @classmethod
-    def _csv(cls, value: Any) -> Any:
+    def _csv_urls(cls, value: Any) -> Any:
         return _split_csv(value)
 
     @property
@@ -101,9 +71,29 @@ class Settings(BaseSettings):
     def artifact_root(self) -> str:
         return self.artifact_dir or str(self.home / "artifacts")
 
+
+class GatewaySettings(CommonSettings):
+    """The gateway: bind, auth, rate limits, health polling."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    grpc_port: int | None = Field(None, description="OIP gRPC port of the gateway (unset: off).")
+    insecure: bool = Field(False, description="Allow a non-loopback bind with no API keys.")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated `key` or `key:tenant` entries; empty disables auth.",
+    )
+    rate_limit_per_minute: int = Field(0, description="Requests per API key per minute; 0 = off.")
+    health_interval_s: float = 1.0
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _csv_keys(cls, value: Any) -> Any:
+        return _split_csv(value)
+
     @property
     def tenants_by_key(self) -> dict[str, str]:
-        """API key -> tenant. `key` alone is its own tenant name's fingerprint ("default")."""
+        """API key -> tenant. `key` alone belongs to the tenant "default"."""
         table: dict[str, str] = {}
         for entry in self.api_keys:
             key, _, tenant = entry.partition(":")
@@ -125,3 +115,42 @@ class Settings(BaseSettings):
             f"refusing to bind {host} with no API keys: set MEDSERVE_API_KEYS, "
             "bind 127.0.0.1, or pass --insecure"
         )
+
+
+class WorkerSettings(CommonSettings):
+    """A model worker: what it hosts, on which device, how it batches."""
+
+    models: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_MODELS))
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    worker_port: int = 8100
+    max_batch_size: int | None = Field(None, description="Override every model's batch size.")
+    max_queue_delay_ms: float | None = None
+    max_queue_size: int | None = None
+    torch_threads: int | None = Field(
+        None, description="torch intra-op threads per worker (unset: torch's default)."
+    )
+    request_timeout_s: float = 300.0
+    allow_random_weights: bool = Field(
+        True, description="Serve tiny random weights when a model was never pulled."
+    )
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _csv_models(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+
+class JobSettings(CommonSettings):
+    """A job runner: leases and shards."""
+
+    job_shard_size: int = 16
+    job_lease_s: float = Field(
+        30.0,
+        description="A job runner's lease; a job whose runner is silent this long is requeued.",
+    )
+
+
+class Settings(GatewaySettings, WorkerSettings, JobSettings):
+    """Every role's settings at once: what `medserve serve` (the embedded default) reads."""
+
+    num_workers: int = Field(1, description="Worker processes `serve` starts (models spread).")

@@ -14,8 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 MANIFEST_DIR = Path(__file__).parent / "manifests"
 
-Family = Literal["builtin", "roentgen", "medvae", "merlin", "srrg", "medval"]
-
 
 class SourceFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -35,17 +33,43 @@ class Source(BaseModel):
     gated: bool = False
 
 
+Modality = Literal["xray", "ct", "mri", "text", "tensor"]
+
+
+class Intensity(BaseModel):
+    """How one modality's stored values become model input (data the preprocessing reads)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unit: Literal["HU", "stored", "unit"] = Field(
+        "stored", description="HU (CT), the file's stored values, or [0, 1]."
+    )
+    normalise: Literal["window", "minmax", "bits", "none"] = Field(
+        "none", description="window: clip to `window` then scale; minmax; bits: by bit depth."
+    )
+    window: tuple[float, float] | None = Field(None, description="Clip range, e.g. [-1000, 1000].")
+
+
 class InputContract(BaseModel):
     """What the model accepts, checked before any work reaches a device."""
 
     model_config = ConfigDict(extra="forbid")
 
-    modalities: list[str] = Field(default_factory=list)
-    dims: Literal[0, 2, 3] = 0
-    channels: int | None = None
-    value_range: tuple[float, float] | None = None
+    modalities: list[Modality] = Field(default_factory=list)
+    dims: Literal[0, 2, 3] = Field(0, description="0: not an image (text, tensors); 2 or 3.")
+    channels: list[int] | None = Field(None, description="Channel counts accepted as input.")
+    intensity: dict[str, Intensity] = Field(
+        default_factory=dict, description="Per modality: unit and normalisation."
+    )
+    value_range: tuple[float, float] | None = Field(
+        None, description="Range of the model-unit values (after normalisation)."
+    )
     spacing_mm: tuple[float, ...] | None = None
-    max_pixels: int | None = None
+    min_side: int | None = Field(None, description="Smallest spatial side accepted (pixels).")
+    max_pixels: int | None = Field(None, description="Largest spatial size (pixels or voxels).")
+    max_file_mb: float | None = Field(None, description="Largest input file.")
+    max_items: int | None = Field(None, description="Most items (images, texts) per request.")
+    max_text_chars: int | None = Field(None, description="Longest text input.")
     notes: str | None = None
 
 
@@ -71,7 +95,7 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    family: Family
+    family: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     version: str
     description: str = ""
     source: Source | None = None

@@ -18,20 +18,26 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core.constants import VERSION
 from core.errors import InternalError, InvalidInput, MedserveError, http_status_of, render
-from core.settings import Settings
+from core.settings import GatewaySettings
+from core.validation import describe_errors, fields_of
 from model_store.manifest import Manifest
 from service.auth import Authenticator, RateLimiter
+from service.discovery import Discovery
 from service.metrics import GatewayMetrics
 from service.middleware import GatewayMiddleware, is_oip
+from service.model_router import ModelRouter
+from service.readiness import Readiness
 from service.routes import ROUTER_MODULES
-from service.routing import ModelRouter
+from workers.jobs.control import JobControl
+from workers.runtime.llm_client import LLMClient
 
 log = logging.getLogger("medserve.gateway")
 
-VERSION = "0.1.0"
 DESCRIPTION = """\
 One API for published medical-imaging models (RoentGen-v2, MedVAE, Merlin, SRRG, MedVAL).
 
@@ -60,14 +66,26 @@ def _request_id(request: Request) -> str | None:
     return str(value) if value else None
 
 
-def validation_message(exc: RequestValidationError) -> str:
-    """'field: problem; ...' naming each field, never echoing the value sent."""
-    parts = []
-    for error in exc.errors()[:10]:
-        loc = [str(p) for p in error.get("loc", ()) if p not in ("body", "query", "path")]
-        where = ".".join(loc) or "body"
-        parts.append(f"{where}: {error.get('msg', 'invalid value')}")
-    return "invalid request: " + "; ".join(parts)
+def _body_model(request: Request) -> Any:
+    field = getattr(request.scope.get("route"), "body_field", None)
+    info = getattr(field, "field_info", None)
+    return getattr(info, "annotation", None)
+
+
+def validation_message(request: Request, exc: RequestValidationError) -> str:
+    """Each field and its problem, the closest valid name for an unknown one, no values."""
+    errors = list(exc.errors())
+    content_type = request.headers.get("content-type", "")
+    body_is_not_an_object = any(
+        tuple(e.get("loc", ())) == ("body",) and e.get("type") in ("model_attributes_type",
+                                                                   "dict_type")
+        for e in errors
+    )  # fmt: skip
+    if body_is_not_an_object and "json" not in content_type:
+        return "the body must be a JSON object: send it with Content-Type: application/json"
+    model = _body_model(request)
+    valid = fields_of(model) if isinstance(model, type) and issubclass(model, BaseModel) else []
+    return "invalid request: " + describe_errors(errors, valid, limit=10)
 
 
 def _answer(
@@ -87,7 +105,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return _answer(request, InvalidInput(validation_message(exc)))
+        return _answer(request, InvalidInput(validation_message(request, exc)))
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -153,21 +171,35 @@ def _install_docs(app: FastAPI, auth_enabled: bool) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def create_app(settings: Settings, manifests: dict[str, Manifest] | None = None) -> FastAPI:
+def create_app(settings: GatewaySettings, manifests: dict[str, Manifest] | None = None) -> FastAPI:
     """The gateway app; `manifests` defaults to the ones shipped in `model_store/manifests`."""
     metrics = GatewayMetrics()
     models = ModelRouter(settings, manifests, metrics)
+    discovery = Discovery(models)
+    llm = (
+        LLMClient(settings.vllm_base_url, settings.vllm_api_key, settings.upstream_timeout_s)
+        if settings.vllm_base_url
+        else None
+    )
+    readiness = Readiness(settings, discovery, llm)
     authenticator = Authenticator(settings)
     limiter = RateLimiter(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await models.start()
+        if settings.redis_url:
+            app.state.jobs = JobControl.from_settings(settings)
+        await discovery.start()
+        await readiness.start()
         log.info("gateway started", extra={"models": sorted(models.routes)})
         try:
             yield
         finally:
+            await readiness.close()
+            await discovery.close()
             await models.close()
+            if llm is not None:
+                await llm.close()
             await limiter.close()
 
     app = FastAPI(
@@ -180,6 +212,9 @@ def create_app(settings: Settings, manifests: dict[str, Manifest] | None = None)
     )
     app.state.settings = settings
     app.state.models = models
+    app.state.readiness = readiness
+    app.state.llm = llm
+    app.state.jobs = None
     app.state.metrics = metrics
     _install_error_handlers(app)
     for module_name in ROUTER_MODULES:

@@ -13,8 +13,9 @@ import logging
 import time
 from typing import Any
 
+from core.constants import RATE_LIMIT_PREFIX
 from core.errors import RateLimited, Unauthorized
-from core.settings import Settings
+from core.settings import GatewaySettings
 
 log = logging.getLogger("medserve.auth")
 
@@ -24,7 +25,6 @@ OPEN_PATHS = frozenset(
      "/v2/health/live", "/v2/health/ready", "/favicon.ico"}
 )  # fmt: skip
 OPEN_PREFIXES = ("/docs/static/",)
-RATE_KEY_PREFIX = "medserve:ratelimit:"
 
 
 def is_open(path: str) -> bool:
@@ -39,7 +39,7 @@ def key_fingerprint(key: str) -> str:
 class Authenticator:
     """Checks the key on a request and returns its tenant."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: GatewaySettings) -> None:
         self._tenants = [(key.encode(), tenant) for key, tenant in settings.tenants_by_key.items()]
         self.enabled = bool(self._tenants)
 
@@ -75,7 +75,7 @@ class Authenticator:
 class RateLimiter:
     """Fixed one-minute windows per key: Redis INCR+EXPIRE, or an in-memory dict."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: GatewaySettings) -> None:
         self.limit = settings.rate_limit_per_minute
         self.enabled = self.limit > 0
         self._redis: Any = None
@@ -92,7 +92,7 @@ class RateLimiter:
         window = int(now // 60)
         fingerprint = key_fingerprint(key)
         if self._redis is not None:
-            name = f"{RATE_KEY_PREFIX}{fingerprint}:{window}"
+            name = f"{RATE_LIMIT_PREFIX}{fingerprint}:{window}"
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.incr(name)
                 pipe.expire(name, 120)

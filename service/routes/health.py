@@ -1,12 +1,12 @@
-"""Routes: liveness, readiness (every routed model ready) and Prometheus metrics."""
+"""Routes: liveness, readiness (every routed model and engine ready) and Prometheus metrics."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from service.deps import ModelsDep
-from service.schemas.models import ModelState, Readiness
+from service.deps import ModelsDep, ReadinessDep
+from service.schemas.models import DependencyState, ModelState, Readiness
 
 router = APIRouter(tags=["health"])
 
@@ -19,15 +19,19 @@ async def livez() -> dict[str, str]:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    summary="Readiness: 200 when every routed model is ready, else 503",
+    summary="Readiness: 200 when every routed model and engine is ready, else 503",
     responses={503: {"model": Readiness, "description": "Some model is not ready yet."}},
 )
-async def readyz(models: ModelsDep) -> Response:
+async def readyz(models: ModelsDep, readiness: ReadinessDep) -> Response:
     body = Readiness(
-        ready=models.all_ready(),
+        ready=readiness.ready(),
         models={
             name: ModelState(ready=route.ready, state=route.state, reason=route.reason)
             for name, route in models.snapshot().items()
+        },
+        dependencies={
+            name: DependencyState(ready=dep.ready, reason=dep.reason)
+            for name, dep in readiness.dependencies.items()
         },
     )
     return Response(

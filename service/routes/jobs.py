@@ -9,37 +9,21 @@ from __future__ import annotations
 import asyncio
 import json
 import mimetypes
-import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from core.errors import InvalidInput
-from service.deps import SettingsDep, TenantDep
+from service.deps import JobsDep, TenantDep
 from service.schemas.jobs import Artifact, ArtifactList, JobCreate, JobList, JobView
-from workers.jobs.control import JobControl
 from workers.jobs.records import STATES
 
 router = APIRouter(tags=["jobs"])
-_lock = threading.Lock()
 EVENT_POLL_S = 0.25
 KEEPALIVE_S = 15.0
-
-
-def get_jobs(request: Request, settings: SettingsDep) -> JobControl:
-    """One `JobControl` per app, made on first use (the gateway starts without Redis)."""
-    with _lock:
-        control = getattr(request.app.state, "jobs", None)
-        if control is None:
-            control = JobControl.from_settings(settings)
-            request.app.state.jobs = control
-    return control
-
-
-JobsDep = Annotated[JobControl, Depends(get_jobs)]
 
 
 @router.post("/v1/jobs", status_code=202, response_model=JobView)

@@ -176,8 +176,9 @@ async def encode(request: Request, models: ModelsDep, request_id: RequestIdDep) 
     else:
         assert body.tensor is not None
         inputs = {"PIXELS": tensor_array(body.tensor)}
+    fmt = body.format or ("safetensors" if body.latent == "s2" else "npy")
     params = _params({"modality": body.modality, "latent": body.latent, "sample": body.sample,
-                      "seed": body.seed, "format": body.format, "crop": body.crop,
+                      "seed": body.seed, "format": fmt, "crop": body.crop,
                       "roi_size": body.roi_size, "spacing": body.spacing})  # fmt: skip
     result = await models.infer(body.model, inputs, params, request_id=request_id or None)
     p = result.parameters
@@ -186,7 +187,7 @@ async def encode(request: Request, models: ModelsDep, request_id: RequestIdDep) 
         "latent": p.get("latent", body.latent),
         "shape": _json(p, "shape"),
         "dtype": "float32",
-        "format": body.format,
+        "format": fmt,
         "factor": p.get("factor"),
         "modality": p.get("modality"),
         "sample": bool(p.get("sample", False)),

@@ -1,52 +1,48 @@
 """Routes: MedVAL. `POST /v1/medval/evaluate` grades generated medical text against its source.
 
 The engine is vLLM when `vllm_base_url` is set, else the in-process model on a worker. Prompt
-building and answer parsing happen here (pure Python) so both engines behave the same.
+building and answer parsing are the family's torch-free helpers, so both engines behave the
+same. In the batch form an item the model cannot grade carries its own error.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from core.settings import Settings
-from service.deps import ModelsDep, RequestIdDep, SettingsDep
+from core.errors import UpstreamError
+from service.deps import LLMDep, ModelsDep, RequestIdDep, SettingsDep
 from service.schemas.medval import (
     BatchEvaluateResponse,
     ErrorFound,
+    EvaluateItem,
     EvaluateRequest,
     EvaluateResponse,
     Evaluation,
 )
-from workers.medval.engines_tmp import GenerationOptions, MedVALEngine, VLLMEngine, WorkerEngine
-from workers.medval.evaluator import EvalItem, Outcome, evaluate
-from workers.medval.prompt import resolve_instruction
-
-MODEL = "medval-4b"
+from workers.medval.evaluate import (
+    EvalItem,
+    GenerationOptions,
+    MedVALEngine,
+    Outcome,
+    VLLMEngine,
+    WorkerEngine,
+    evaluate,
+)
+from workers.medval.tasks import TASK_PROMPTS
 
 router = APIRouter(tags=["medval"])
 
 
-def engine_for(settings: Settings, models: ModelsDep, request_id: str) -> MedVALEngine:
-    if settings.vllm_base_url:
-        return VLLMEngine(
-            models.session,
-            settings.vllm_base_url,
-            settings.vllm_model or MODEL,
-            settings.vllm_api_key,
-            settings.upstream_timeout_s,
-        )
-    models.route(MODEL)  # ModelNotFound / ModelNotReady before any work
-    return WorkerEngine(models, MODEL, request_id=request_id or None)
-
-
-def _result(outcome: Outcome, task: str | None) -> Evaluation:
+def _result(outcome: Outcome, item: EvaluateItem) -> Evaluation:
     graded = outcome.evaluation
+    if graded is None:
+        return Evaluation(task=item.task, constrained=outcome.constrained, error=outcome.error)
     return Evaluation(
         risk_level=graded.risk_level,
         risk_label=graded.risk_label,
         errors=[ErrorFound(category=e.category, text=e.text) for e in graded.errors],
         reasoning=graded.reasoning,
-        task=task,
+        task=item.task,
         constrained=outcome.constrained,
     )
 
@@ -57,21 +53,30 @@ def _result(outcome: Outcome, task: str | None) -> Evaluation:
     summary="Grade a generated medical text against its reference (MedVAL risk 1-4)",
 )
 async def evaluate_route(
-    body: EvaluateRequest, settings: SettingsDep, models: ModelsDep, request_id: RequestIdDep
+    body: EvaluateRequest,
+    settings: SettingsDep,
+    models: ModelsDep,
+    llm: LLMDep,
+    request_id: RequestIdDep,
 ) -> EvaluateResponse | BatchEvaluateResponse:
-    engine = engine_for(settings, models, request_id)
+    manifest = models.manifest(body.model, family="medval")
+    engine: MedVALEngine
+    if llm is not None:
+        engine = VLLMEngine(llm, settings.vllm_model or body.model)
+    else:
+        models.route(body.model)  # ModelNotFound / ModelNotReady before any work
+        engine = WorkerEngine(models, body.model, request_id=request_id or None)
     items = body.all_items()
-    resolved = [resolve_instruction(item.task) for item in items]
     options = GenerationOptions(body.max_tokens, body.temperature, body.enable_thinking)
-    outcomes = await evaluate(
-        engine,
-        [EvalItem(r[0], i.reference, i.candidate) for r, i in zip(resolved, items, strict=True)],
-        options,
-        constrained=body.constrained,
-    )
-    results = [_result(o, r[1]) for o, r in zip(outcomes, resolved, strict=True)]
-    version = models.manifests[MODEL].version if MODEL in models.manifests else "unknown"
-    provenance = {"model": MODEL, "version": version, **(await engine.provenance())}
+    graded = [
+        EvalItem(TASK_PROMPTS[i.task] if i.task else str(i.instruction), i.reference, i.candidate)
+        for i in items
+    ]
+    outcomes = await evaluate(engine, graded, options, constrained=body.constrained)
+    results = [_result(o, i) for o, i in zip(outcomes, items, strict=True)]
+    provenance = {"model": body.model, "version": manifest.version, **(await engine.provenance())}
     if body.items is None:
+        if results[0].error is not None:
+            raise UpstreamError(results[0].error)
         return EvaluateResponse(**results[0].model_dump(), **provenance)
     return BatchEvaluateResponse(results=results, **provenance)

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from core.errors import ModelNotFound
 from service.deps import ModelsDep
-from service.routing import ModelRoute, ModelRouter
+from service.model_router import ModelRoute, ModelRouter
 from service.schemas.models import ModelInfo, ModelList, WeightsInfo
 
 router = APIRouter(prefix="/v1", tags=["models"])
@@ -52,6 +52,5 @@ async def list_models(models: ModelsDep) -> ModelList:
 async def get_model(name: str, models: ModelsDep) -> ModelInfo:
     route = models.routes.get(name)
     if route is None:
-        served = ", ".join(sorted(models.routes)) or "(none)"
-        raise ModelNotFound(f"model '{name}' is not served here; served models: {served}")
+        raise ModelNotFound(f"model '{name}' is not served here; served models: {models.served()}")
     return _info(models, route)

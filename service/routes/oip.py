@@ -18,10 +18,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from core.constants import VERSION
 from core.errors import MedserveError, render
-from service.app import VERSION
-from service.deps import ModelsDep
-from service.routing import ModelRouter, forward
+from service.deps import ModelsDep, ReadinessDep
+from service.model_router import ModelRouter
 
 router = APIRouter(tags=["open inference protocol v2"])
 
@@ -101,8 +101,8 @@ class ForwardInfer:
             body = await _read_body(receive)
             if body is None:
                 return  # the client went away; nothing to forward
-            call = forward(
-                models, "POST", route, _path_of(scope), body, dict(scope["headers"]), request_id
+            call = models.forward(
+                route, "POST", _path_of(scope), body, dict(scope["headers"]), request_id
             )
             answer = await _unless_disconnected(call, receive)
             if answer is None:
@@ -139,8 +139,8 @@ async def _forward_get(request: Request, models: ModelRouter, model: str) -> Res
         models.route(model)  # raises ModelNotFound with the list of served models
         raise AssertionError  # unreachable
     try:
-        status, headers, data = await forward(
-            models, "GET", route, _path_of(request.scope), b"", {}, request_id
+        status, headers, data = await models.forward(
+            route, "GET", _path_of(request.scope), b"", {}, request_id
         )
     except MedserveError as error:
         status, headers, data = render(error, oip=True, request_id=request_id)
@@ -162,8 +162,8 @@ async def server_live() -> dict[str, bool]:
 
 
 @router.get("/v2/health/ready", summary="Server readiness: every routed model ready (else 503)")
-async def server_ready(models: ModelsDep) -> Response:
-    ready = models.all_ready()
+async def server_ready(readiness: ReadinessDep) -> Response:
+    ready = readiness.ready()
     return Response(orjson.dumps({"ready": ready}), 200 if ready else 503, media_type=_JSON)
 
 

@@ -10,27 +10,26 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from core.errors import (
     BadRequest,
-    DeadlineExceeded,
     InvalidInput,
     ModelNotFound,
     Unavailable,
     UpstreamError,
 )
-from core.settings import Settings
-from service.deps import ModelsDep, SettingsDep
+from core.settings import GatewaySettings
+from service.deps import LLMDep, SettingsDep
+from workers.runtime.llm_client import LLMClient
 
 router = APIRouter(tags=["openai"])
 
 PLATFORM_MODEL = "medval-4b"  # the platform's name for the model vLLM serves
 
 
-def served_name(settings: Settings, model: Any) -> str:
+def served_name(settings: GatewaySettings, model: Any) -> str:
     """Platform or served model name -> the name vLLM knows; 404/503 otherwise."""
     if not settings.vllm_base_url:
         raise Unavailable(
@@ -60,7 +59,9 @@ def _upstream_message(payload: bytes) -> str:
     return message.strip()[:300]
 
 
-async def _forward(request: Request, settings: Settings, models: ModelsDep, path: str) -> Response:
+async def _forward(
+    request: Request, settings: GatewaySettings, llm: LLMClient | None, path: str
+) -> Response:
     try:
         body = json.loads(await request.body())
     except ValueError:
@@ -68,21 +69,8 @@ async def _forward(request: Request, settings: Settings, models: ModelsDep, path
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     body["model"] = served_name(settings, body.get("model"))
-    assert settings.vllm_base_url
-    base = settings.vllm_base_url.rstrip("/")
-    url = f"{base}{path}" if base.endswith("/v1") else f"{base}/v1{path}"
-    headers = {"Content-Type": "application/json"}
-    if settings.vllm_api_key:
-        headers["Authorization"] = f"Bearer {settings.vllm_api_key}"
-    timeout = aiohttp.ClientTimeout(total=settings.upstream_timeout_s)
-    try:
-        upstream = await models.session.post(url, json=body, headers=headers, timeout=timeout)
-    except TimeoutError:
-        raise DeadlineExceeded("the vLLM engine did not answer in time") from None
-    except aiohttp.ClientError:
-        raise Unavailable(
-            "the vLLM engine cannot be reached; check MEDSERVE_VLLM_BASE_URL"
-        ) from None
+    assert llm is not None
+    upstream = await llm.open("POST", path, body)
     if upstream.status != 200:
         payload = await upstream.read()
         upstream.release()
@@ -103,7 +91,7 @@ async def _forward(request: Request, settings: Settings, models: ModelsDep, path
     return Response(payload, media_type="application/json")
 
 
-async def _relay(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+async def _relay(upstream: Any) -> AsyncIterator[bytes]:
     try:
         async for chunk in upstream.content.iter_any():
             yield chunk
@@ -112,10 +100,10 @@ async def _relay(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
 
 
 @router.post("/v1/chat/completions", summary="OpenAI-compatible chat completions (vLLM models)")
-async def chat_completions(request: Request, settings: SettingsDep, models: ModelsDep) -> Response:
-    return await _forward(request, settings, models, "/chat/completions")
+async def chat_completions(request: Request, settings: SettingsDep, llm: LLMDep) -> Response:
+    return await _forward(request, settings, llm, "/chat/completions")
 
 
 @router.post("/v1/completions", summary="OpenAI-compatible text completions (vLLM models)")
-async def completions(request: Request, settings: SettingsDep, models: ModelsDep) -> Response:
-    return await _forward(request, settings, models, "/completions")
+async def completions(request: Request, settings: SettingsDep, llm: LLMDep) -> Response:
+    return await _forward(request, settings, llm, "/completions")

@@ -1,44 +1,23 @@
 """Routes: RoentGen-v2. `POST /v1/roentgen/generate`: text and demographics to chest X-rays.
 
-The gateway validates the body, renders the released prompt template, asks the worker for
-`n` images (the worker's tokenizer refuses over-long prompts with a 422) and encodes each
-image as PNG, DICOM or .npy, labelled synthetic with its provenance.
+The gateway validates the body, renders the released prompt template and asks the worker for
+`n` images; the worker refuses over-long prompts (422) and returns each image as a PNG, DICOM
+or .npy file already labelled synthetic with its provenance.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from typing import Any
 
 import numpy as np
 from fastapi import APIRouter
-from starlette.concurrency import run_in_threadpool
 
 from core.errors import InvalidInput, UpstreamError
 from service.deps import ModelsDep, RequestIdDep
 from service.schemas.roentgen import GeneratedImage, GenerateRequest, GenerateResponse
-from workers.imaging import synthetic
 
 router = APIRouter(tags=["roentgen"])
-
-
-def _encode_all(
-    images: np.ndarray, seeds: list[int], fmt: str, common: dict[str, Any], prompts: list[str]
-) -> list[GeneratedImage]:
-    out = []
-    for i, image in enumerate(images):
-        record = {**common, "index": i, "seed": seeds[i], "prompt": prompts[i]}
-        data = synthetic.encode(image, fmt, record, instance=i + 1)
-        out.append(
-            GeneratedImage(
-                index=i,
-                seed=seeds[i],
-                media_type=synthetic.MEDIA_TYPES[fmt],
-                data_base64=base64.b64encode(data).decode("ascii"),
-            )
-        )
-    return out
 
 
 @router.post(
@@ -58,19 +37,25 @@ async def generate(
         {"prompt": np.array([prompt.encode("utf-8")] * body.n, dtype=object)},
         body.worker_parameters(),
         request_id=request_id or None,
-        outputs=["image", "seed"],
+        outputs=["FILE", "seed"],
     )
     try:
-        images = np.asarray(result.outputs["image"], dtype=np.uint8)
+        files = [bytes(f) for f in np.asarray(result.outputs["FILE"]).reshape(-1)]
         seeds = [int(s) for s in np.asarray(result.outputs["seed"]).reshape(-1)]
         record = json.loads(result.parameters["provenance"])
+        media_type = str(result.parameters["media_type"])
     except (KeyError, TypeError, ValueError):
-        raise UpstreamError("the worker's answer lacks image, seed or provenance") from None
-    if len(images) != body.n or len(seeds) != body.n:
-        raise UpstreamError(f"the worker returned {len(images)} images for n={body.n}")
-    prompts = record.pop("prompts", [prompt] * body.n)
-    record.pop("seeds", None)
-    encoded = await run_in_threadpool(_encode_all, images, seeds, body.output, record, prompts)
+        raise UpstreamError("the worker's answer lacks files, seeds or provenance") from None
+    if len(files) != body.n or len(seeds) != body.n:
+        raise UpstreamError(f"the worker returned {len(files)} images for n={body.n}")
+    record.pop("prompts", None)
+    images = [
+        GeneratedImage(
+            index=i, seed=seed, media_type=media_type,
+            data_base64=base64.b64encode(data).decode("ascii"),
+        )
+        for i, (data, seed) in enumerate(zip(files, seeds, strict=True))
+    ]  # fmt: skip
     return GenerateResponse(
         model=record.get("model", body.model),
         version=str(record.get("version", manifest.version)),
@@ -78,6 +63,6 @@ async def generate(
         weights_digest=record.get("weights_digest"),
         synthetic=True,
         prompt=prompt,
-        images=encoded,
-        provenance={**record, "seeds": seeds, "prompt": prompt},
+        images=images,
+        provenance={**record, "prompt": prompt},
     )

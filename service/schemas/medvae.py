@@ -44,8 +44,10 @@ class EncodeRequest(BaseModel):
     )
     sample: bool = Field(False, description="Sample the posterior instead of its mean.")
     seed: int | None = Field(None, ge=0, description="Seed for sample=true (returned if unset).")
-    format: Literal["npy", "safetensors", "nifti"] = Field(
-        "npy", description="Latent file format; nifti is for 3D models."
+    format: Literal["npy", "safetensors", "nifti"] | None = Field(
+        None,
+        description="Latent file format: npy for s1 and safetensors for s2 by default; nifti "
+        "is for 3D models. s2 latents are safetensors only (the file records the latent kind).",
     )
     crop: Literal["foreground", "none"] = Field(
         "foreground", description="3D: released foreground crop, or keep the whole volume."

@@ -4,26 +4,57 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core.validation import closest
+from workers.medval.contract import TASKS
 
 MAX_BATCH = 64
 MAX_TEXT = 60_000
 
 
+def check_task(value: str | None) -> str | None:
+    """A released task key, or a message naming the closest one."""
+    if value is None or value in TASKS:
+        return value
+    hint = closest(value, TASKS)
+    suggestion = f"did you mean '{hint}'? " if hint else ""
+    raise ValueError(
+        f"'task' must be a released MedVAL task ({', '.join(TASKS)}); {suggestion}"
+        "send a free instruction as 'instruction' instead"
+    )
+
+
 class EvaluateItem(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    task: str = Field(
+    task: str | None = Field(
+        None,
+        description=f"A released task key: {', '.join(TASKS)}. Its released instruction is used.",
+        examples=["report2impression"],
+    )
+    instruction: str | None = Field(
+        None,
         min_length=1,
         max_length=4000,
-        description="A released task key (report2impression, report2simplified, "
-        "impression2simplified, bhc2spanish, query2question, dialogue2note, medication2answer) "
-        "or a free instruction describing what the candidate was asked to do.",
+        description="Instead of `task`: a free instruction saying what the candidate was asked "
+        "to do.",
     )
     reference: str = Field(min_length=1, max_length=MAX_TEXT, description="The source text.")
     candidate: str = Field(
         min_length=1, max_length=MAX_TEXT, description="The generated text to evaluate."
     )
+
+    @field_validator("task")
+    @classmethod
+    def _task(cls, value: str | None) -> str | None:
+        return check_task(value)
+
+    @model_validator(mode="after")
+    def _one_instruction(self) -> EvaluateItem:
+        if (self.task is None) == (self.instruction is None):
+            raise ValueError("send exactly one of 'task' (a released key) and 'instruction'")
+        return self
 
 
 class EvaluateOptions(BaseModel):
@@ -36,32 +67,62 @@ class EvaluateOptions(BaseModel):
 
 
 class EvaluateRequest(EvaluateOptions):
-    """Either one item (`task`, `reference`, `candidate`) or `items` (1 to 64)."""
+    """Either one item (`task` or `instruction`, `reference`, `candidate`) or `items`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "task": "report2impression",
+                    "reference": "FINDINGS: Mild cardiomegaly. No pleural effusion.",
+                    "candidate": "IMPRESSION: Mild cardiomegaly.",
+                }
+            ]
+        },
+    )
 
-    task: str | None = Field(None, min_length=1, max_length=4000)
+    model: str = Field("medval-4b", description="A served model of the medval family.")
+    task: str | None = Field(None, description="A released task key (see EvaluateItem).")
+    instruction: str | None = Field(None, min_length=1, max_length=4000)
     reference: str | None = Field(None, min_length=1, max_length=MAX_TEXT)
     candidate: str | None = Field(None, min_length=1, max_length=MAX_TEXT)
     items: list[EvaluateItem] | None = Field(None, min_length=1, max_length=MAX_BATCH)
 
+    @field_validator("task")
+    @classmethod
+    def _task(cls, value: str | None) -> str | None:
+        return check_task(value)
+
     @model_validator(mode="after")
     def _one_form(self) -> EvaluateRequest:
-        single = [self.task, self.reference, self.candidate]
+        single = [self.task or self.instruction, self.reference, self.candidate]
         if self.items is not None:
             if any(value is not None for value in single):
-                raise ValueError("send either task/reference/candidate or items, not both")
+                raise ValueError(
+                    "send either task (or instruction)/reference/candidate or items, not both"
+                )
         elif any(value is None for value in single):
             raise ValueError(
-                "send task, reference and candidate (or items: a list of up to 64 of them)"
+                "send task (or instruction), reference and candidate, or items: a list of up "
+                f"to {MAX_BATCH} of them"
             )
+        elif self.task is not None and self.instruction is not None:
+            raise ValueError("send exactly one of 'task' (a released key) and 'instruction'")
         return self
 
     def all_items(self) -> list[EvaluateItem]:
         if self.items is not None:
             return self.items
-        assert self.task and self.reference and self.candidate
-        return [EvaluateItem(task=self.task, reference=self.reference, candidate=self.candidate)]
+        assert self.reference and self.candidate
+        return [
+            EvaluateItem(
+                task=self.task,
+                instruction=self.instruction,
+                reference=self.reference,
+                candidate=self.candidate,
+            )
+        ]
 
 
 class ErrorFound(BaseModel):
@@ -72,17 +133,21 @@ class ErrorFound(BaseModel):
 
 
 class Evaluation(BaseModel):
-    risk_level: int = Field(ge=1, le=4)
-    risk_label: Literal["No Risk", "Low Risk", "Moderate Risk", "High Risk"]
-    errors: list[ErrorFound]
-    reasoning: str
+    risk_level: int | None = Field(None, ge=1, le=4, description="Null when `error` is set.")
+    risk_label: Literal["No Risk", "Low Risk", "Moderate Risk", "High Risk"] | None = None
+    errors: list[ErrorFound] = Field(default_factory=list)
+    reasoning: str = ""
     task: str | None = Field(description="The released task key, or null for a free instruction.")
     constrained: bool = Field(description="True when the answer was decoded under the grammar.")
+    error: str | None = Field(
+        None, description="Batch form: why this item has no grade (the others keep theirs)."
+    )
 
 
 class Provenance(BaseModel):
     model: str
     version: str
+    machine_generated: bool = Field(True, description="Grades are model output, not a review.")
     engine: Literal["vllm", "transformers"]
     served_model: str
     weights: str = Field(description="pulled | random-tiny | random-full | external")

@@ -43,6 +43,14 @@ class ModelState(BaseModel):
     reason: str | None = None
 
 
+class DependencyState(BaseModel):
+    ready: bool
+    reason: str | None = None
+
+
 class Readiness(BaseModel):
     ready: bool
     models: dict[str, ModelState]
+    dependencies: dict[str, DependencyState] = Field(
+        default_factory=dict, description="vLLM and Redis, when configured."
+    )

@@ -61,7 +61,9 @@ class GenerateRequest(BaseModel):
     )
     n: int = Field(1, description=f"Number of images, 1 to {DEFAULT_MAX_IMAGES}.")
     seed: int | None = Field(
-        None, description="Image i uses seed + i; a random seed is chosen and returned if unset."
+        None,
+        description="Seed of image 0; the others derive from (seed, index). A random seed is "
+        "chosen and returned when unset.",
     )
     steps: int | None = Field(None, description="Denoising steps (default 75, released).")
     guidance_scale: float | None = Field(None, description="Classifier-free guidance (3).")
@@ -196,6 +198,7 @@ class GenerateRequest(BaseModel):
             params["negative_prompt"] = self.negative_prompt
         params["truncate"] = self.truncate
         params["channels"] = self.channels
+        params["format"] = self.output
         return params
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from core.net import free_port
 from core.settings import DEFAULT_MODELS
-from tests.conftest import CLI, ROOT, clean_env
+from tests.harness import CLI, ROOT, clean_env
 
 READY_WITHIN_S = 60.0
 

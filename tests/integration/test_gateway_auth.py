@@ -12,12 +12,12 @@ import tritonclient.http as triton_http
 from fastapi import APIRouter
 from fastapi.testclient import TestClient
 
+from core.constants import RATE_LIMIT_PREFIX as RATE_KEY_PREFIX
 from core.net import free_port
 from core.settings import Settings
 from service.app import create_app
-from service.auth import RATE_KEY_PREFIX
 from service.deps import TenantDep
-from tests.conftest import CLI, ROOT, clean_env
+from tests.harness import CLI, ROOT, clean_env
 
 KEYS = ["k-alpha:alpha", "k-beta"]
 BODY = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 1], "data": [3]}]}

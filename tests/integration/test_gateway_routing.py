@@ -15,7 +15,7 @@ from core.net import free_port
 from core.settings import Settings
 from service.app import create_app
 from service.deps import ModelsDep, RequestIdDep
-from tests.conftest import CLI, ROOT, clean_env, settings_env, wait_for
+from tests.harness import CLI, ROOT, clean_env, settings_env, wait_for
 
 BODY = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 2], "data": [4, 2]}]}
 

@@ -1,7 +1,6 @@
 """The job API through the real gateway app, real Redis and a real job runner process:
 submit (202), idempotency, tenant isolation, listing, SSE progress, cancel, artifacts."""
 
-# ruff: noqa: F811
 from __future__ import annotations
 
 import json
@@ -11,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from tests.integration.jobs_harness import JobsEnv, jobs_env, jobs_redis  # noqa: F401
+from tests.harness import JobsEnv
 
 ALICE = {"Authorization": "Bearer key-alice"}
 BOB = {"Authorization": "Bearer key-bob"}

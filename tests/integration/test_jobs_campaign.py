@@ -2,7 +2,6 @@
 real job runners, with a SIGKILL mid-campaign: exact balance, no duplicates, no gaps, every
 image labelled synthetic with provenance, and the folder loads as a Hugging Face imagefolder."""
 
-# ruff: noqa: F811
 from __future__ import annotations
 
 import json
@@ -13,8 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.integration.jobs_harness import JobsEnv, jobs_env, jobs_redis  # noqa: F401
-from tests.integration.worker_process import WorkerProcess
+from tests.harness import JobsEnv, WorkerProcess
 from workers.imaging.synthetic import read_png_label
 
 MODEL = "roentgen-v2"

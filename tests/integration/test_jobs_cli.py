@@ -1,7 +1,6 @@
 """`medserve jobs submit|watch|status|cancel|artifacts` against a real gateway process, real
 Redis and a real job runner."""
 
-# ruff: noqa: F811
 from __future__ import annotations
 
 import json
@@ -12,16 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.jobs_harness import (  # noqa: F401
-    MEDSERVE,
-    JobsEnv,
-    free_port,
-    jobs_env,
-    jobs_redis,
-    wait_for,
-)
-
-ROOT = Path(__file__).resolve().parents[2]
+from core.net import free_port
+from tests.harness import CLI, ROOT, JobsEnv, wait_until
 
 
 @pytest.fixture
@@ -29,7 +20,7 @@ def gateway(jobs_env: JobsEnv, tmp_path: Path) -> Iterator[str]:
     port = free_port()
     log = (tmp_path / "gateway.log").open("wb")
     proc = subprocess.Popen(
-        [MEDSERVE, "gateway", "--port", str(port)],
+        [*CLI, "gateway", "--port", str(port)],
         env=jobs_env.env(),
         cwd=ROOT,
         stdout=log,
@@ -44,7 +35,7 @@ def gateway(jobs_env: JobsEnv, tmp_path: Path) -> Iterator[str]:
             return False
 
     try:
-        wait_for(live, 60, "the gateway to answer", every=0.2)
+        wait_until(live, 60, "the gateway to answer", every=0.2)
         yield url
     finally:
         proc.terminate()
@@ -54,7 +45,7 @@ def gateway(jobs_env: JobsEnv, tmp_path: Path) -> Iterator[str]:
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [MEDSERVE, "jobs", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+        [*CLI, "jobs", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
     )
 
 

@@ -1,4 +1,3 @@
-# ruff: noqa: F811
 """Durability of jobs on real Redis with real `medserve jobs-worker` processes.
 
 SIGKILL of a runner mid-job, a Redis restart mid-job, cancellation and failure: the output
@@ -9,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from tests.integration.jobs_harness import JobsEnv, jobs_env, jobs_redis  # noqa: F401
+from tests.harness import JobsEnv
 
 
 def read_items(env: JobsEnv, job_id: str) -> list[int]:

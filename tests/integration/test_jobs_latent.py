@@ -1,7 +1,6 @@
 """`latent-dataset` end to end: a real MedVAE worker process (tiny weights), a real job runner,
 a folder of PNGs (one of them corrupt) -> latents + manifest."""
 
-# ruff: noqa: F811
 from __future__ import annotations
 
 import io
@@ -13,8 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.integration.jobs_harness import JobsEnv, jobs_env, jobs_redis  # noqa: F401
-from tests.integration.worker_process import WorkerProcess
+from tests.harness import JobsEnv, WorkerProcess
 
 MODEL = "medvae-4-1-2d"
 

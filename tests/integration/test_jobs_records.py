@@ -1,11 +1,10 @@
 """Fencing and leases of the job record on real Redis: a stale runner cannot write."""
 
-# ruff: noqa: F811
 from __future__ import annotations
 
 import time
 
-from tests.integration.jobs_harness import JobsEnv, jobs_env, jobs_redis  # noqa: F401
+from tests.harness import JobsEnv
 
 
 def test_stale_runner_is_fenced_off(jobs_env: JobsEnv) -> None:

@@ -103,11 +103,11 @@ def test_3d_encode_nifti_and_decode(client) -> None:
                 "modality": "ct",
                 "image_b64": b64(png_bytes(gray_image(32))),
             },
-            "is 3D",
+            "is a 2D image but model 'medvae-8-1-3d' takes 3D input",
         ),
         (
             {"model": "medvae-4-1-2d", "image_b64": b64(nifti_bytes(ct_volume((32, 32, 16))))},
-            "is 2D",
+            "is a 3D volume but model 'medvae-4-1-2d' takes 2D input",
         ),
         ({"model": "medvae-4-1-2d", "image_b64": "%%%"}, "base64"),
         ({"model": "medvae-4-1-2d"}, "exactly one"),

@@ -51,7 +51,11 @@ def test_unparseable_answer_gets_one_constrained_retry_and_a_real_grade(stack: A
 def test_batch_form_and_free_instruction(stack: Any) -> None:
     items = [
         {"task": "report2impression", "reference": REFERENCE, "candidate": CANDIDATE},
-        {"task": "Translate into French.", "reference": "No fever.", "candidate": "Pas de fièvre."},
+        {
+            "instruction": "Translate into French.",
+            "reference": "No fever.",
+            "candidate": "Pas de fièvre.",
+        },
     ]
     response = stack.client.post(
         "/v1/medval/evaluate", json={"items": items, "max_tokens": 200, "constrained": True}
@@ -76,10 +80,15 @@ def test_no_room_for_a_constrained_retry_is_a_502_that_says_so(stack: Any) -> No
     [
         ({"task": "report2impression", "reference": "r"}, "candidate"),
         ({"items": []}, "items"),
-        ({"items": [{"task": "t", "reference": "r", "candidate": "c"}] * 65}, "items"),
-        ({"task": "t", "reference": "r", "candidate": "c", "items": [
-            {"task": "t", "reference": "r", "candidate": "c"}]}, "either"),
-        ({"task": "t", "reference": "r", "candidate": "c", "max_tokens": 99999}, "max_tokens"),
+        ({"items": [{"task": "query2question", "reference": "r", "candidate": "c"}] * 65}, "items"),
+        ({"task": "query2question", "reference": "r", "candidate": "c", "items": [
+            {"task": "query2question", "reference": "r", "candidate": "c"}]}, "either"),
+        ({"task": "query2question", "reference": "r", "candidate": "c", "max_tokens": 99999},
+         "max_tokens"),
+        ({"task": "report2summary", "reference": "r", "candidate": "c"},
+         "did you mean 'report2simplified'?"),
+        ({"task": "query2question", "source": "r", "candidate": "c"},
+         "unknown field 'source' (did you mean 'reference'?)"),
     ],
 )  # fmt: skip
 def test_bad_requests_are_422_and_say_how_to_fix(stack: Any, body: dict, field: str) -> None:
@@ -89,7 +98,8 @@ def test_bad_requests_are_422_and_say_how_to_fix(stack: Any, body: dict, field: 
 
 
 def test_constrained_request_with_too_small_a_budget_is_422(stack: Any) -> None:
-    body = {"task": "t", "reference": "r", "candidate": "c", "max_tokens": 24, "constrained": True}
+    body = {"task": "query2question", "reference": "r", "candidate": "c", "max_tokens": 24,
+            "constrained": True}  # fmt: skip
     response = stack.client.post("/v1/medval/evaluate", json=body)
     assert response.status_code == 422 and "max_tokens" in response.json()["error"]["message"]
 

@@ -14,7 +14,9 @@ import torch
 
 from core.errors import InvalidInput
 from model_store.store import ResolvedModel
+from workers.imaging.synthetic import read_png_label
 from workers.roentgen.adapter import RoentgenAdapter
+from workers.roentgen.contract import image_seed
 from workers.runtime.oip import InferRequest
 
 PROMPT = "50 year old female. Normal chest radiograph."
@@ -90,10 +92,16 @@ def test_same_request_gives_the_same_bytes_and_seeds_matter(adapter: RoentgenAda
     assert first.outputs["image"].shape == (2, 64, 64)
     assert first.outputs["image"].dtype == np.uint8
     assert first.outputs["image"].tobytes() == again.outputs["image"].tobytes()
-    assert list(first.outputs["seed"]) == [11, 12]
-    # image i uses seed + i: the second image equals a single image with seed 12
-    single = run(adapter, request([PROMPT], seed=12))
+    second = image_seed(11, 1)
+    assert list(first.outputs["seed"]) == [11, second] and second != 12
+    # image i > 0 uses a seed derived from (seed, i): it equals a single image with that seed
+    single = run(adapter, request([PROMPT], seed=second))
     assert np.array_equal(first.outputs["image"][1], single.outputs["image"][0])
+    assert not np.array_equal(run(adapter, request([PROMPT], seed=12)).outputs["image"][0],
+                              first.outputs["image"][1])  # fmt: skip
+    # every image is a labelled PNG file too (the one labelling path)
+    files = first.outputs["FILE"]
+    assert len(files) == 2 and read_png_label(bytes(files[1]))["provenance"]["seed"] == second
     assert not np.array_equal(first.outputs["image"][0], first.outputs["image"][1])
 
 
@@ -131,7 +139,7 @@ def test_matches_the_plain_diffusers_pipeline(adapter: RoentgenAdapter, schedule
             width=64,
             num_inference_steps=3,
             guidance_scale=3.0,
-            generator=[torch.Generator("cpu").manual_seed(s) for s in (7, 8)],
+            generator=[torch.Generator("cpu").manual_seed(s) for s in (7, image_seed(7, 1))],
             output_type="np",
         ).images
     finally:
@@ -181,10 +189,10 @@ def test_prompt_over_the_token_limit_is_refused_or_truncated(adapter: RoentgenAd
 @pytest.mark.parametrize(
     ("inputs", "needle"),
     [
-        ({"text": np.array([b"x"], dtype=object)}, "input named 'prompt'"),
+        ({"text": np.array([b"x"], dtype=object)}, "has no input 'text'"),
         ({"prompt": np.array([b"  "], dtype=object)}, "prompt is empty"),
         ({"prompt": np.array([b"\xff\xfe"], dtype=object)}, "UTF-8"),
-        ({"prompt": np.array([b"x"] * 17, dtype=object)}, "between 1 and 16 prompts"),
+        ({"prompt": np.array([b"x"] * 17, dtype=object)}, "takes at most 16"),
     ],
 )
 def test_bad_oip_inputs_are_refused(

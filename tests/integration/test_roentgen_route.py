@@ -18,7 +18,8 @@ import pydicom
 import pytest
 from PIL import Image
 
-from tests.integration.worker_process import WorkerProcess
+from tests.harness import WorkerProcess
+from workers.roentgen.contract import image_seed
 from workers.runtime.client import OIPClient
 
 PROMPT = "50 year old female. Normal chest radiograph."
@@ -50,8 +51,10 @@ def test_structured_request_returns_labelled_png(stack: Any) -> None:
     doc = response.json()
     assert doc["synthetic"] is True and doc["weights"] == "random-tiny"
     assert doc["prompt"] == "74 year old BLACK male. No acute process."
-    assert [image["seed"] for image in doc["images"]] == [3, 4]
-    assert doc["provenance"]["seeds"] == [3, 4]
+    seeds = [3, image_seed(3, 1)]
+    assert [image["seed"] for image in doc["images"]] == seeds
+    assert doc["provenance"]["seeds"] == seeds
+    assert "SeedSequence" in doc["provenance"]["seed_derivation"]
     assert doc["provenance"]["weights_digest"] == doc["weights_digest"]
     for image in doc["images"]:
         assert image["media_type"] == "image/png"

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from core.net import free_port
-from tests.conftest import ROOT, clean_env
+from tests.harness import ROOT, clean_env
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 

@@ -19,7 +19,7 @@ import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
 from core.errors import DeadlineExceeded, Overloaded
-from tests.integration.worker_process import WorkerProcess
+from tests.harness import WorkerProcess
 from workers.runtime.client import OIPClient, SyncOIPClient
 
 BLOCK_MS = 2500  # how long a blocking request holds the executor: long enough for a busy CI
@@ -107,10 +107,10 @@ def test_full_queue_answers_503_with_retry_after_and_recovers(narrow: WorkerProc
                 await client.infer("echo", {"INPUT0": x})
             # rebuilt from the 503's X-Medserve-Error-Code and Retry-After headers
             assert info.value.retry_after is not None and info.value.retry_after >= 1
-            status, headers, _ = await client.infer_raw(
-                "/v2/models/echo/infer", _json_body(x)[0], {}
+            status, headers, _ = await client.request(
+                "POST", "/v2/models/echo/infer", _json_body(x)[0], {}
             )
-            assert status == 503 and int(headers["Retry-After"]) >= 1
+            assert status == 503 and int(headers["retry-after"]) >= 1
             await asyncio.gather(blocker, *queued)
             after = await client.infer("echo", {"INPUT0": x})
             np.testing.assert_array_equal(after.outputs["OUTPUT0"], x)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from core.errors import ModelNotReady, Unavailable
-from tests.integration.worker_process import WorkerProcess
+from tests.harness import WorkerProcess
 from workers.runtime.client import SyncOIPClient
 
 

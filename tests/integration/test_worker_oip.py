@@ -15,7 +15,7 @@ import tritonclient.http as triton_http
 from tritonclient.utils import InferenceServerException
 
 from core.errors import BadRequest, InvalidInput, ModelNotFound
-from tests.integration.worker_process import WorkerProcess
+from tests.harness import WorkerProcess
 from workers.runtime.client import OIPClient, SyncOIPClient
 
 
@@ -151,12 +151,13 @@ def test_async_client_rebuilds_error_types_and_reads_index(worker: WorkerProcess
             with pytest.raises(BadRequest):
                 await client.infer("echo", {"INPUT0": np.ones((1, 1))}, priority="urgent")
             spec = {"name": "INPUT0", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}
-            status, headers, body = await client.infer_raw(
+            status, headers, body = await client.request(
+                "POST",
                 "/v2/models/echo/infer",
                 orjson.dumps({"inputs": [spec]}),
                 {"Content-Type": "application/json", "X-Request-ID": "raw-1"},
             )
-            assert status == 200 and headers["X-Request-ID"] == "raw-1"
+            assert status == 200 and headers["x-request-id"] == "raw-1"
             assert orjson.loads(body)["outputs"][0]["data"] == [1.0, 2.0]
 
     asyncio.run(main())

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import tritonclient.http as triton_http
 
-from tests.integration.worker_process import ROOT, WorkerProcess, free_port
+from core.net import free_port
+from tests.harness import ROOT, WorkerProcess
 
 TRITON_PYTHON = ROOT / ".venv-triton" / "bin" / "python"
 

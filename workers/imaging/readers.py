@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import InvalidInput
+from core.errors import InvalidInput, PayloadTooLarge
 
 GZIP_MAGIC = b"\x1f\x8b"
 NIFTI1_HEADER = 348
@@ -64,7 +64,7 @@ def _check_pixels(count: int, limit: int, what: str) -> None:
     if count <= 0:
         raise InvalidInput(f"the {what} is empty (a zero-sized dimension)")
     if count > limit:
-        raise InvalidInput(
+        raise PayloadTooLarge(
             f"the {what} declares {count} pixels, more than the {limit} this model accepts; "
             "send a smaller image"
         )

@@ -14,8 +14,7 @@ import itertools
 from collections import Counter
 from typing import Any
 
-SEXES = ("female", "male")
-RACES = ("WHITE", "BLACK", "ASIAN", "HISPANIC")
+from workers.roentgen.contract import build_prompt
 
 
 def derive(seed: int, *parts: Any) -> int:
@@ -25,9 +24,8 @@ def derive(seed: int, *parts: Any) -> int:
 
 
 def prompt_for(age: int, sex: str, race: str | None, finding: str) -> str:
-    """RoentGen-v2's prompt template: "{age} year old {RACE} {sex}. {impression}"."""
-    who = f"{age} year old {race} {sex}" if race else f"{age} year old {sex}"
-    return f"{who}. {finding.strip()}"
+    """RoentGen-v2's released template, rendered by the family's contract."""
+    return build_prompt(age=age, sex=sex, race=race, impression=finding)
 
 
 def cells(params: dict[str, Any]) -> list[dict[str, Any]]:

@@ -16,13 +16,13 @@ def register_jobs_worker(app: typer.Typer) -> None:
         loglevel: str = typer.Option("INFO", help="Log level."),
     ) -> None:
         """Run batch jobs from the Redis queue (needs MEDSERVE_REDIS_URL)."""
-        from core.settings import Settings
+        from core.settings import JobSettings
         from workers.jobs.models import ModelClients
         from workers.jobs.queue import JobQueue, run_worker
         from workers.jobs.records import JobStore
         from workers.jobs.runner import JobRunner, Reaper
 
-        settings = Settings()
+        settings = JobSettings()
         if not settings.redis_url:
             typer.echo("set MEDSERVE_REDIS_URL to the Redis that holds the job queue", err=True)
             raise typer.Exit(2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.errors import Conflict, InvalidInput, MedserveError
-from core.settings import Settings
+from core.settings import CommonSettings
 from workers.jobs.artifacts import ArtifactStore
 from workers.jobs.queue import JobQueue
 from workers.jobs.records import JobRecord, JobStore
@@ -21,13 +21,13 @@ MAX_IDEMPOTENCY_KEY = 200
 class JobControl:
     """The job API's operations for one deployment (one Redis, one artifact root)."""
 
-    def __init__(self, settings: Settings, store: JobStore, queue: JobQueue) -> None:
+    def __init__(self, settings: CommonSettings, store: JobStore, queue: JobQueue) -> None:
         self.settings = settings
         self.store = store
         self.queue = queue
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> JobControl:
+    def from_settings(cls, settings: CommonSettings) -> JobControl:
         if not settings.redis_url:
             from core.errors import Unavailable
 

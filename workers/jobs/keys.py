@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DEFAULT_PREFIX = "medserve:jobs:"
+from core.constants import JOBS_PREFIX
+
+DEFAULT_PREFIX = JOBS_PREFIX
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ import threading
 import time
 from typing import Any
 
-import httpx
 import numpy as np
 
-from core.errors import ModelNotFound, ModelNotReady, Overloaded, Unavailable
-from core.settings import Settings
+from core.errors import MedserveError, ModelNotFound, ModelNotReady, Overloaded, Unavailable
+from core.settings import JobSettings
+from workers.runtime.client import SyncOIPClient
 from workers.runtime.oip import InferResponse
 
 RETRYABLE = (Overloaded, Unavailable, ModelNotReady)
@@ -25,12 +25,12 @@ RETRYABLE = (Overloaded, Unavailable, ModelNotReady)
 class ModelClients:
     """Blocking OIP clients by model name, shared by the jobs of one runner process."""
 
-    def __init__(self, settings: Settings, retry_for_s: float = 300.0) -> None:
+    def __init__(self, settings: JobSettings, retry_for_s: float = 300.0) -> None:
         self.settings = settings
         self.retry_for_s = retry_for_s
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[str, SyncOIPClient] = {}
         self._routes: dict[str, str] = dict(settings.routes)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.calls = 0
 
     def url_for(self, model: str) -> str:
@@ -47,28 +47,30 @@ class ModelClients:
 
     def _discover(self) -> None:
         for base in self.settings.worker_urls:
+            client = self._client_at(base.rstrip("/"))
             try:
-                answer = httpx.post(f"{base.rstrip('/')}/v2/repository/index", json={}, timeout=5.0)
-                answer.raise_for_status()
-            except httpx.HTTPError:
+                entries = client.index() or []
+            except MedserveError:
                 continue
-            for entry in answer.json():
-                self._routes.setdefault(str(entry.get("name")), base.rstrip("/"))
+            for entry in entries:
+                self._routes.setdefault(str(entry["name"]), client.base_url)
 
-    def client(self, model: str) -> Any:
-        from workers.runtime.client import SyncOIPClient
+    def _client_at(self, url: str) -> SyncOIPClient:
+        if url not in self._clients:
+            self._clients[url] = SyncOIPClient(url)
+        return self._clients[url]
 
+    def client(self, model: str) -> SyncOIPClient:
         url = self.url_for(model)
         with self._lock:
-            if url not in self._clients:
-                self._clients[url] = SyncOIPClient(url)
-            return self._clients[url]
+            return self._client_at(url)
 
     def metadata(self, model: str) -> dict[str, Any]:
-        answer = httpx.get(f"{self.url_for(model)}/v2/models/{model}", timeout=10.0)
-        answer.raise_for_status()
-        data: dict[str, Any] = answer.json()
-        return data
+        return self.client(model).metadata(model)
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
 
     def infer(
         self,
@@ -77,6 +79,7 @@ class ModelClients:
         parameters: dict[str, Any] | None = None,
         *,
         timeout_s: float | None = None,
+        outputs: list[str] | None = None,
     ) -> InferResponse:
         """One batch-priority inference, retried while the worker is busy or restarting."""
         deadline = time.monotonic() + self.retry_for_s
@@ -85,7 +88,12 @@ class ModelClients:
             try:
                 self.calls += 1
                 response: InferResponse = self.client(model).infer(
-                    model, inputs, parameters, priority="batch", timeout_s=timeout_s
+                    model,
+                    inputs,
+                    parameters,
+                    priority="batch",
+                    timeout_s=timeout_s,
+                    outputs=outputs,
                 )
                 return response
             except RETRYABLE as exc:

@@ -14,15 +14,15 @@ from typing import Any
 
 from celery import Celery
 
+from core.constants import CELERY_APP, JOBS_QUEUE, TASK_NAME
 from core.errors import Unavailable
-from core.settings import Settings
+from core.settings import CommonSettings
 
-TASK_NAME = "medserve.jobs.run"
-QUEUE = "medserve-jobs"
+QUEUE = JOBS_QUEUE
 log = logging.getLogger("medserve.jobs")
 
 
-def celery_config(settings: Settings) -> dict[str, Any]:
+def celery_config(settings: CommonSettings) -> dict[str, Any]:
     """Celery settings for long, resumable GPU jobs (see docs/jobs.md for why each is set)."""
     return {
         "broker_url": settings.redis_url,
@@ -54,10 +54,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def make_celery(settings: Settings) -> Celery:
+def make_celery(settings: CommonSettings) -> Celery:
     if not settings.redis_url:
         raise Unavailable("jobs need Redis: set MEDSERVE_REDIS_URL (or run `medserve serve`)")
-    app = Celery("medserve-jobs")
+    app = Celery(CELERY_APP)
     app.conf.update(celery_config(settings))
     return app
 
@@ -65,7 +65,7 @@ def make_celery(settings: Settings) -> Celery:
 class JobQueue:
     """Producer side: put a job id on the queue."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: CommonSettings) -> None:
         self.app = make_celery(settings)
 
     def enqueue(self, job_id: str) -> None:
@@ -79,7 +79,7 @@ class JobQueue:
 
 
 def run_worker(
-    settings: Settings,
+    settings: CommonSettings,
     handle: Callable[[str], str],
     *,
     concurrency: int = 1,

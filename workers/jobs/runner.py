@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from core.errors import MedserveError
-from core.settings import Settings
+from core.settings import JobSettings
 from workers.jobs.artifacts import ArtifactStore
 from workers.jobs.records import JobRecord, JobStore
 from workers.jobs.shards import load_or_create_plan
@@ -45,7 +45,7 @@ class JobContext:
         store: JobStore,
         job: JobRecord,
         attempt: int,
-        settings: Settings,
+        settings: JobSettings,
         models: Any = None,
     ) -> None:
         self.store = store
@@ -91,7 +91,10 @@ class JobRunner:
     """Runs delivered jobs in this process; one `run` call per queue message."""
 
     def __init__(
-        self, settings: Settings, store: JobStore, models_factory: Callable[[], Any] | None = None
+        self,
+        settings: JobSettings,
+        store: JobStore,
+        models_factory: Callable[[], Any] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from core.errors import InvalidInput
+from model_store.manifest import Intensity
 from workers.medvae.autoencoder import MedVAE
 
-HU_MIN, HU_MAX = -1000.0, 1000.0
 K_DIVISIBLE = 16
 
 
@@ -52,13 +52,14 @@ def prepare_2d(pixels: np.ndarray, in_channels: int, from_8bit: bool) -> torch.T
 
 
 def prepare_3d(
-    volume: np.ndarray, affine: np.ndarray, modality: str, crop: str = "foreground"
+    volume: np.ndarray, affine: np.ndarray, rule: Intensity | None, crop: str = "foreground"
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Volume in file order + affine -> ([1,X,Y,Z] in [-1,1], affine after orientation and crop).
 
-    RAS orientation; CT: HU clipped to [-1000,1000]; MRI: min-max; then the foreground crop with
-    sides a multiple of 16 (`crop="foreground"`, as released) or padding to a multiple of 16
-    with the background value -1 (`crop="none"`)."""
+    RAS orientation; the manifest's intensity rule for the modality (CT: HU window
+    [-1000,1000]; MRI: min-max); then the foreground crop with sides a multiple of 16
+    (`crop="foreground"`, as released) or padding to a multiple of 16 with the background value
+    -1 (`crop="none"`)."""
     from monai.data import MetaTensor
     from monai.transforms import (
         CropForeground,
@@ -73,8 +74,9 @@ def prepare_3d(
         affine=torch.as_tensor(affine, dtype=torch.float64),
     )
     x = Orientation(axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S")))(x)
-    if modality == "ct":
-        x = ScaleIntensityRange(a_min=HU_MIN, a_max=HU_MAX, b_min=0.0, b_max=1.0, clip=True)(x)
+    if rule is not None and rule.normalise == "window" and rule.window is not None:
+        low, high = rule.window
+        x = ScaleIntensityRange(a_min=low, a_max=high, b_min=0.0, b_max=1.0, clip=True)(x)
     else:
         x = ScaleIntensity(channel_wise=True, minv=0, maxv=1)(x)
     x = (x - 0.5) / 0.5
@@ -92,14 +94,15 @@ def prepare_3d(
 
 
 def image_values(
-    x: np.ndarray, modality: str, value_range: tuple[float, float] | None
+    x: np.ndarray, rule: Intensity | None, value_range: list[float] | None
 ) -> np.ndarray:
-    """Model space [-1,1] back to image units: 2D -> [0,1]; CT -> HU; MRI -> the original range
-    when known (from the encode response), else [0,1]."""
+    """Model space [-1,1] back to image units: 2D -> [0,1]; a windowed modality (CT) -> its
+    unit (HU); min-max (MRI) -> the original range when known (from encode), else [0,1]."""
     unit = np.clip((x + 1.0) / 2.0, 0.0, 1.0)
-    if modality == "ct":
-        return unit * (HU_MAX - HU_MIN) + HU_MIN
-    if modality == "mri" and value_range is not None:
+    if rule is not None and rule.normalise == "window" and rule.window is not None:
+        low, high = rule.window
+        return unit * (high - low) + low
+    if rule is not None and rule.normalise == "minmax" and value_range is not None:
         low, high = value_range
         return unit * (high - low) + low
     return unit

@@ -1,75 +1,22 @@
-"""RoentGen-v2 on diffusers: load the released layout and run the denoising loop.
+"""RoentGen-v2's denoising loop over a batch of images that share their settings.
 
-Loading follows the released code: a `StableDiffusionPipeline` folder, with the fine-tuned text
-encoder and tokenizer taken from `text_encoder_and_tokenizer/` when present, no safety checker,
-SDPA attention. The loop is the pipeline's own (classifier-free guidance with an empty
-unconditional prompt, `latents / scaling_factor` into the VAE, `(x / 2 + 0.5).clamp(0, 1)`), run
-over images that share (steps, size, guidance, scheduler). Each image draws its initial latents
-from its own generator seeded with its seed, on the CPU, so its noise never depends on its
-neighbours. With `micro_batch=1` every image also runs through the networks in a fixed shape
-(one image: its unconditional and conditional rows), which makes a batched image bit-identical
-to the same image generated alone; `micro_batch=0` runs the whole batch per network call.
+The loop is the pipeline's own (classifier-free guidance with an empty unconditional prompt,
+`latents / scaling_factor` into the VAE, `(x / 2 + 0.5).clamp(0, 1)`), run over images that
+share (steps, size, guidance, scheduler). Each image draws its initial latents from its own
+generator seeded with its seed, on the CPU, so its noise never depends on its neighbours. With
+`micro_batch=1` every image also runs through the networks in a fixed shape (one image: its
+unconditional and conditional rows), which makes a batched image bit-identical to the same
+image generated alone; `micro_batch=0` runs the whole batch per network call.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
-SCHEDULER_EXTRAS: dict[str, dict[str, Any]] = {
-    "pndm": {"skip_prk_steps": True},
-    "ddim": {"clip_sample": False},
-    "dpmsolver++": {"algorithm_type": "dpmsolver++", "solver_order": 2},
-}
-# diffusers renamed `torch_dtype` to `dtype`; the released code pins 0.35 (old name only).
-DTYPE_KEYWORD = (
-    "dtype"
-    if hasattr(importlib.import_module("diffusers.utils.deprecation_utils"), "_resolve_dtype")
-    else "torch_dtype"
-)
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def load_pipeline(path: Path, device: str, dtype: torch.dtype) -> Any:
-    """The released layout -> a StableDiffusionPipeline on `device` in `dtype`."""
-    from diffusers import StableDiffusionPipeline
-    from diffusers.models.attention_processor import AttnProcessor2_0
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    kwargs: dict[str, Any] = {
-        DTYPE_KEYWORD: dtype,
-        "safety_checker": None,
-        "feature_extractor": None,
-        "requires_safety_checker": False,
-        "local_files_only": True,
-    }
-    both = Path(path) / "text_encoder_and_tokenizer"
-    if both.is_dir():
-        kwargs["text_encoder"] = CLIPTextModel.from_pretrained(both, dtype=dtype)
-        kwargs["tokenizer"] = CLIPTokenizer.from_pretrained(both)
-    pipe = StableDiffusionPipeline.from_pretrained(str(path), **kwargs)
-    pipe.unet.set_attn_processor(AttnProcessor2_0())
-    pipe.vae.set_attn_processor(AttnProcessor2_0())
-    pipe.set_progress_bar_config(disable=True)
-    pipe.to(device)
-    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
-        module.eval().requires_grad_(False)
-    return pipe
-
-
-def make_scheduler(name: str, config: dict[str, Any]) -> Any:
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, PNDMScheduler
-
-    classes = {
-        "pndm": PNDMScheduler,
-        "ddim": DDIMScheduler,
-        "dpmsolver++": DPMSolverMultistepScheduler,
-    }
-    return classes[name].from_config(config, **SCHEDULER_EXTRAS[name])
+from workers.roentgen.model import make_scheduler
 
 
 @dataclass

@@ -1,9 +1,11 @@
 """The one interface every model family implements.
 
-A worker process calls `load` once, then for each request: `preprocess` (CPU work, may raise
-`InvalidInput`) turns the OIP request into items; the batcher gathers items from many requests
-(only items with equal `batch_key` share a batch) and calls `predict` on a list; `postprocess`
-turns that request's outputs back into OIP tensors. Adapters raise only `core.errors` types.
+A worker calls `load` once, then for each request `preprocess` (CPU work): the base class
+checks the request against the manifest's input contract, parses the family's `Params`,
+lets the family `decode` its inputs into samples, checks each sample, and hands them to the
+family's `prepare`, which returns batcher items. The batcher calls `predict` on a list of items
+(only equal `key`s share a batch); `postprocess` turns one request's results into OIP tensors,
+the final labelled artifact every caller receives. Adapters raise only `core.errors` types.
 """
 
 from __future__ import annotations
@@ -11,24 +13,24 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from core.errors import InvalidInput
+from core.validation import describe
 from model_store.manifest import Manifest
 from model_store.store import ResolvedModel
+from workers.runtime.contract import InputCheck, Sample
 from workers.runtime.oip import InferRequest, InferResponse
+from workers.runtime.params import OIPParams
+from workers.runtime.spec import TensorSpec
 
 
-@dataclass
-class TensorSpec:
-    """OIP metadata for one input or output; -1 marks a variable dimension."""
+class NoOptions(BaseModel):
+    """A family whose manifest has no `adapter` block."""
 
-    name: str
-    datatype: str
-    shape: list[int]
-    optional: bool = False
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "datatype": self.datatype, "shape": self.shape}
+    model_config = ConfigDict(extra="forbid")
 
 
 @dataclass
@@ -40,14 +42,29 @@ class Item:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+def options_for(manifest: Manifest, schema: type[BaseModel]) -> Any:
+    """The manifest's `adapter` block as the family's typed options (unknown keys refused)."""
+    try:
+        return schema.model_validate(manifest.adapter)
+    except ValidationError as exc:
+        raise InvalidInput(
+            f"manifest '{manifest.name}': {describe(exc, schema, what='adapter option')}"
+        ) from None
+
+
 class ModelAdapter(ABC):
     """Base class for a served model. Nothing heavy happens in `__init__`."""
 
-    inputs: list[TensorSpec] = []
-    outputs: list[TensorSpec] = []
+    inputs: ClassVar[list[TensorSpec]] = []
+    outputs: ClassVar[list[TensorSpec]] = []
+    Params: ClassVar[type[OIPParams]] = OIPParams
+    Options: ClassVar[type[BaseModel]] = NoOptions
 
     def __init__(self, manifest: Manifest) -> None:
         self.manifest = manifest
+        self.options: Any = options_for(manifest, self.Options)
+        self.Params.from_oip({}, manifest.defaults)  # the manifest's defaults must parse
+        self.check = InputCheck(manifest.name, manifest.input, self.inputs)
         self.resolved: ResolvedModel | None = None
         self.device = "cpu"
 
@@ -55,13 +72,35 @@ class ModelAdapter(ABC):
     def name(self) -> str:
         return self.manifest.name
 
+    # -- the request path -------------------------------------------------------------------
+
+    def params(self, request: InferRequest) -> Any:
+        """This request's parameters as the family's `Params` (parsed once per request)."""
+        if request.parsed is None:
+            request.parsed = self.Params.from_oip(request.parameters, self.manifest.defaults)
+        return request.parsed
+
+    def preprocess(self, request: InferRequest) -> list[Item]:
+        """Contract checks around the family's `decode` and `prepare`."""
+        self.check.check_request(request)
+        params = self.params(request)
+        samples = self.decode(request, params)
+        self.check.check_count(len(samples))
+        for sample in samples:
+            self.check.check_sample(sample)
+        return self.prepare(samples, params, request)
+
+    @abstractmethod
+    def decode(self, request: InferRequest, params: Any) -> list[Sample]:
+        """Read the request's inputs into samples (files decoded, texts read)."""
+
+    @abstractmethod
+    def prepare(self, samples: list[Sample], params: Any, request: InferRequest) -> list[Item]:
+        """Turn checked samples into batcher items (resampling, normalisation, tokenising)."""
+
     @abstractmethod
     def load(self, resolved: ResolvedModel, device: str) -> None:
         """Load weights from `resolved.path` onto `device`. Called once per process."""
-
-    @abstractmethod
-    def preprocess(self, request: InferRequest) -> list[Item]:
-        """Validate and decode one request into one or more items (CPU work)."""
 
     @abstractmethod
     def predict(self, batch: list[Item]) -> list[Any]:
@@ -69,7 +108,9 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     def postprocess(self, request: InferRequest, results: list[Any]) -> InferResponse:
-        """Turn this request's results into OIP output tensors."""
+        """Turn this request's results into OIP output tensors (the final artifact)."""
+
+    # -- state and metadata -----------------------------------------------------------------
 
     def health(self) -> bool:
         return self.resolved is not None
@@ -86,6 +127,15 @@ class ModelAdapter(ABC):
             "weights": resolved.weights if resolved else "unloaded",
             "weights_digest": resolved.digest if resolved else None,
         }
+
+    def response(self, outputs: dict[str, Any], **parameters: Any) -> InferResponse:
+        """An InferResponse for this model with its provenance in the parameters."""
+        return InferResponse(
+            model_name=self.name,
+            model_version=self.manifest.version,
+            outputs=outputs,
+            parameters={**self.provenance(), **parameters},
+        )
 
     def metadata(self) -> dict[str, Any]:
         return {

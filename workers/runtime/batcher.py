@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from core.errors import (
@@ -30,6 +30,7 @@ from core.errors import (
     Unavailable,
 )
 from workers.runtime.adapter import Item, ModelAdapter
+from workers.runtime.batch_stats import BatcherStats, Counter, snapshot
 
 log = logging.getLogger("medserve.worker.batcher")
 
@@ -41,39 +42,6 @@ class BatchConfig:
     max_batch_size: int = 8
     max_queue_delay_ms: float = 5.0
     max_queue_size: int = 256
-
-
-@dataclass
-class Counter:
-    """A count and a total duration in nanoseconds (Triton's statistics shape)."""
-
-    count: int = 0
-    ns: int = 0
-
-    def add(self, seconds: float, count: int = 1) -> None:
-        self.count += count
-        self.ns += int(seconds * 1e9)
-
-    def to_json(self) -> dict[str, int]:
-        return {"count": self.count, "ns": self.ns}
-
-
-@dataclass
-class BatcherStats:
-    """What `/v2/models/{m}/stats` and `/metrics` report for one model."""
-
-    success: Counter = field(default_factory=Counter)
-    fail: Counter = field(default_factory=Counter)
-    queue: Counter = field(default_factory=Counter)
-    compute: Counter = field(default_factory=Counter)
-    batch_sizes: dict[int, Counter] = field(default_factory=dict)
-    inference_count: int = 0
-    execution_count: int = 0
-    last_inference_ms: int = 0
-    rejected: int = 0
-    timeouts: int = 0
-    cancelled: int = 0
-    errors: int = 0
 
 
 class Pending:
@@ -148,6 +116,10 @@ class Batcher:
     @property
     def queue_depth(self) -> int:
         return self._queued
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
 
     def start(self) -> None:
         if self._task is None:
@@ -319,37 +291,17 @@ class Batcher:
         started = loop.time()
         for entry in batch:
             self.stats.queue.add(started - entry.request.enqueued)
-        items = [entry.item for entry in batch]
-        self._in_flight = len(items)
-        t0 = time.perf_counter()
-        try:
-            results = await loop.run_in_executor(self._executor, self.adapter.predict, items)
-            if len(results) != len(batch):
-                raise RuntimeError(f"predict returned {len(results)} results for {len(batch)}")
-        except MedserveError as exc:
-            self._fail_batch(batch, exc)
+        outcome = await self._predict(loop, batch)
+        if isinstance(outcome, MedserveError) and len(batch) > 1:
+            # Isolate the failure: each item alone, so one bad item fails only its request.
+            for entry in batch:
+                if not entry.request.done:
+                    await self._execute(loop, [entry])
             return
-        except Exception as exc:
-            self.stats.errors += 1
-            request_ids = sorted({entry.request.request_id for entry in batch})
-            log.error(
-                "predict failed",
-                extra={"model": self.name, "error_type": type(exc).__name__,
-                       "request_ids": request_ids},
-            )  # fmt: skip
-            self._fail_batch(
-                batch,
-                InternalError(
-                    f"model '{self.name}' failed on this batch; the error was logged "
-                    "with the request id"
-                ),
-            )
+        if isinstance(outcome, MedserveError):
+            self._fail_batch(batch, outcome)
             return
-        finally:
-            self._in_flight = 0
-            seconds = time.perf_counter() - t0
-            self._record_batch(len(batch), seconds)
-        for entry, result in zip(batch, results, strict=True):
+        for entry, result in zip(batch, outcome, strict=True):
             pending = entry.request
             if pending.done:
                 continue
@@ -357,6 +309,36 @@ class Batcher:
             pending.remaining -= 1
             if pending.remaining == 0:
                 self._finish(pending)
+
+    async def _predict(
+        self, loop: asyncio.AbstractEventLoop, batch: list[_Entry]
+    ) -> list[Any] | MedserveError:
+        """The adapter's results for `batch`, or the platform error its failure stands for."""
+        items = [entry.item for entry in batch]
+        self._in_flight = len(items)
+        t0 = time.perf_counter()
+        try:
+            results = await loop.run_in_executor(self._executor, self.adapter.predict, items)
+            if len(results) != len(batch):
+                raise RuntimeError(f"predict returned {len(results)} results for {len(batch)}")
+            return list(results)
+        except MedserveError as exc:
+            return exc
+        except Exception as exc:
+            self.stats.errors += 1
+            request_ids = sorted({entry.request.request_id for entry in batch})
+            log.error(
+                "predict failed",
+                extra={"model": self.name, "error_type": type(exc).__name__,
+                       "request_ids": request_ids, "batch_size": len(batch)},
+            )  # fmt: skip
+            return InternalError(
+                f"model '{self.name}' failed on this input; the error was logged with the "
+                "request id"
+            )
+        finally:
+            self._in_flight = 0
+            self._record_batch(len(batch), time.perf_counter() - t0)
 
     def _fail_batch(self, batch: list[_Entry], error: MedserveError) -> None:
         for pending in {id(e.request): e.request for e in batch}.values():
@@ -414,35 +396,7 @@ class Batcher:
 
     def snapshot(self) -> dict[str, Any]:
         """Triton-shaped statistics for this model, plus medserve's own counters."""
-        s = self.stats
-        return {
-            "name": self.name,
-            "version": self.adapter.manifest.version,
-            "last_inference": s.last_inference_ms,
-            "inference_count": s.inference_count,
-            "execution_count": s.execution_count,
-            "inference_stats": {
-                "success": s.success.to_json(),
-                "fail": s.fail.to_json(),
-                "queue": s.queue.to_json(),
-                "compute_infer": s.compute.to_json(),
-            },
-            "batch_stats": [
-                {"batch_size": size, "compute_infer": counter.to_json()}
-                for size, counter in sorted(s.batch_sizes.items())
-            ],
-            "queue_depth": self._queued,
-            "in_flight": self._in_flight,
-            "config": {
-                "max_batch_size": self.config.max_batch_size,
-                "max_queue_delay_ms": self.config.max_queue_delay_ms,
-                "max_queue_size": self.config.max_queue_size,
-            },
-            "rejected": s.rejected,
-            "timeouts": s.timeouts,
-            "cancelled": s.cancelled,
-            "errors": s.errors,
-        }
+        return snapshot(self)
 
 
 def _timeout_message(timeout_s: float | None) -> str:

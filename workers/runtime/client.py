@@ -1,23 +1,38 @@
-"""OIP v2 clients for model workers (ours, Triton, any KServe v2 server).
+"""The one OIP v2 client for model workers (ours, Triton, any KServe v2 server).
 
-`OIPClient` (asyncio, aiohttp: one pooled session, far cheaper per request than httpx under
-concurrency) is what the gateway uses; `SyncOIPClient` (httpx) is for job runners. Both send
-binary tensors and raise `core.errors` types rebuilt from the worker's status,
-`{"error": msg}` body and `X-Medserve-Error-Code` header.
+`OIPClient` (asyncio, one pooled aiohttp session per server) serves every caller: the
+gateway's /v2 forwarding (`request`, raw bytes), discovery and probes (`index`, `ready`),
+metadata, and family routes (`infer`). `SyncOIPClient` is the same client for threads (job
+runners): it runs an `OIPClient` on a private event loop. Errors come back as `core.errors`
+types rebuilt from the worker's status, `{"error": msg}` body and error-code header.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 from urllib.parse import quote
 
-import httpx
 import numpy as np
 import orjson
 
-from core.constants import ERROR_CODE_HEADER
-from core.errors import DeadlineExceeded, MedserveError, Unavailable, from_status
-from workers.runtime.oip import HEADER_LENGTH, InferResponse, decode_response, encode_request
+from core.constants import ERROR_CODE_HEADER, OIP_HEADER_LENGTH, PRIORITY_HEADER, TIMEOUT_HEADER
+from core.errors import (
+    DeadlineExceeded,
+    MedserveError,
+    NotFound,
+    Unavailable,
+    Unreachable,
+    UpstreamError,
+    from_status,
+)
+from workers.runtime.oip import InferResponse, decode_response, decompress, encode_request
+
+T = TypeVar("T")
+Answer = tuple[int, dict[str, str], bytes]
+MAX_RESPONSE_BYTES = 1 << 31
 
 
 def _infer_parts(
@@ -33,22 +48,23 @@ def _infer_parts(
     body, header_length = encode_request(
         inputs, parameters=parameters, request_id=request_id, outputs=outputs
     )
-    headers = {"X-Medserve-Priority": priority}
+    headers = {PRIORITY_HEADER: priority}
     if header_length is not None:
-        headers[HEADER_LENGTH] = str(header_length)
+        headers[OIP_HEADER_LENGTH] = str(header_length)
     else:
-        headers["Content-Type"] = "application/json"
+        headers["content-type"] = "application/json"
     if timeout_s is not None:
-        headers["X-Medserve-Timeout-S"] = repr(float(timeout_s))
+        headers[TIMEOUT_HEADER] = repr(float(timeout_s))
     if request_id:
-        headers["X-Request-ID"] = request_id
+        headers["x-request-id"] = request_id
     path = f"/v2/models/{quote(model, safe='')}"
     if version:
         path += f"/versions/{quote(version, safe='')}"
     return path + "/infer", body, headers
 
 
-def _error(status: int, headers: Any, body: bytes) -> MedserveError:
+def error_of(status: int, headers: dict[str, str], body: bytes) -> MedserveError:
+    """The platform error a server's non-200 answer stands for."""
     try:
         doc = orjson.loads(body)
         message = doc["error"] if isinstance(doc, dict) and "error" in doc else None
@@ -58,9 +74,8 @@ def _error(status: int, headers: Any, body: bytes) -> MedserveError:
         message = message.get("message")
     if not isinstance(message, str):
         message = f"the model server answered HTTP {status}"
-    code = headers.get(ERROR_CODE_HEADER)
-    error = from_status(status, message, code)
-    retry = headers.get("Retry-After")
+    error = from_status(status, message, headers.get(ERROR_CODE_HEADER))
+    retry = headers.get("retry-after")
     if retry:
         try:
             error.retry_after = float(retry)
@@ -69,18 +84,28 @@ def _error(status: int, headers: Any, body: bytes) -> MedserveError:
     return error
 
 
-def _response(status: int, headers: Any, body: bytes) -> InferResponse:
+def response_of(status: int, headers: dict[str, str], body: bytes) -> InferResponse:
     if status != 200:
-        raise _error(status, headers, body)
-    length = headers.get(HEADER_LENGTH)
+        raise error_of(status, headers, body)
+    body = decompress(body, headers.get("content-encoding"), MAX_RESPONSE_BYTES)
+    length = headers.get(OIP_HEADER_LENGTH)
     return decode_response(body, int(length) if length is not None else None)
 
 
+def _json(status: int, headers: dict[str, str], body: bytes) -> Any:
+    if status != 200:
+        raise error_of(status, headers, body)
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("the model server's answer is not JSON") from None
+
+
 class OIPClient:
-    """Async OIP v2 client over one pooled aiohttp session (create it inside an event loop)."""
+    """Async OIP v2 client over one pooled aiohttp session (created on first use, in a loop)."""
 
     def __init__(
-        self, base_url: str, *, max_connections: int = 256, timeout_s: float = 600.0
+        self, base_url: str, *, max_connections: int = 0, timeout_s: float = 600.0
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.max_connections = max_connections
@@ -92,39 +117,48 @@ class OIPClient:
             import aiohttp
 
             connector = aiohttp.TCPConnector(
-                limit=self.max_connections, keepalive_timeout=30, ttl_dns_cache=300
+                limit=self.max_connections, keepalive_timeout=4.0, ttl_dns_cache=300
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
             )
         return self._session
 
-    async def _request(
+    async def request(
         self,
         method: str,
         path: str,
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
         timeout_s: float | None = None,
-    ) -> tuple[int, Any, bytes]:
+    ) -> Answer:
+        """One raw request: (status, lower-cased headers, body). Transport failures raise
+        `Unreachable` (refused), `Unavailable` (dropped) or `DeadlineExceeded`."""
         import aiohttp
 
-        kwargs: dict[str, Any] = {"data": body, "headers": headers}
+        kwargs: dict[str, Any] = {"data": body or None, "headers": headers}
         if timeout_s is not None:
             kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout_s)
         try:
             async with self._http().request(method, self.base_url + path, **kwargs) as resp:
-                return resp.status, resp.headers, await resp.read()
+                data = await resp.read()
+                return resp.status, {k.lower(): v for k, v in resp.headers.items()}, data
         except TimeoutError:
             raise DeadlineExceeded(
                 f"no answer from the model server within {timeout_s or self.timeout_s:.3g} s"
             ) from None
-        except aiohttp.ClientError as exc:
+        except aiohttp.ClientConnectorError:
+            raise Unreachable(
+                f"the model server at {self.base_url} cannot be reached; retry shortly",
+                retry_after=1,
+            ) from None
+        except aiohttp.ClientError:
             raise Unavailable(
-                f"the model server at {self.base_url} cannot be reached ({type(exc).__name__})"
+                f"the model server at {self.base_url} dropped the request; retry shortly",
+                retry_after=1,
             ) from None
 
     async def infer(
@@ -143,57 +177,38 @@ class OIPClient:
             model, inputs, parameters, priority, timeout_s, request_id, outputs, version
         )
         wait = timeout_s + 5.0 if timeout_s is not None else None
-        status, resp_headers, data = await self._request("POST", path, body, headers, wait)
-        return _response(status, resp_headers, data)
+        return response_of(*await self.request("POST", path, body, headers, wait))
 
-    async def infer_raw(
-        self, path: str, body: bytes, headers: dict[str, str], timeout_s: float | None = None
-    ) -> tuple[int, dict[str, str], bytes]:
-        """Forward an already encoded request (the gateway's /v2 pass-through)."""
-        status, resp_headers, data = await self._request("POST", path, body, headers, timeout_s)
-        return status, dict(resp_headers), data
-
-    async def get_raw(self, path: str) -> tuple[int, dict[str, str], bytes]:
-        status, resp_headers, data = await self._request("GET", path)
-        return status, dict(resp_headers), data
-
-    async def live(self) -> bool:
-        try:
-            return (await self._request("GET", "/v2/health/live", timeout_s=5))[0] == 200
-        except MedserveError:
-            return False
-
-    async def server_ready(self) -> bool:
-        try:
-            return (await self._request("GET", "/v2/health/ready", timeout_s=5))[0] == 200
-        except MedserveError:
-            return False
-
-    async def ready(self, model: str) -> bool:
+    async def ready(self, model: str, timeout_s: float = 5.0) -> bool:
         try:
             path = f"/v2/models/{quote(model, safe='')}/ready"
-            return (await self._request("GET", path, timeout_s=5))[0] == 200
+            return (await self.request("GET", path, timeout_s=timeout_s))[0] == 200
         except MedserveError:
             return False
 
-    async def metadata(self, model: str) -> dict[str, Any]:
-        status, headers, body = await self._request("GET", f"/v2/models/{quote(model, safe='')}")
-        if status != 200:
-            raise _error(status, headers, body)
-        return dict(orjson.loads(body))
+    async def server_ready(self, timeout_s: float = 5.0) -> bool:
+        try:
+            return (await self.request("GET", "/v2/health/ready", timeout_s=timeout_s))[0] == 200
+        except MedserveError:
+            return False
 
-    async def index(self) -> list[dict[str, Any]]:
-        status, headers, body = await self._request("POST", "/v2/repository/index", b"{}", None, 5)
-        if status != 200:
-            raise _error(status, headers, body)
-        return list(orjson.loads(body))
+    async def metadata(self, model: str, timeout_s: float | None = None) -> dict[str, Any]:
+        path = f"/v2/models/{quote(model, safe='')}"
+        return dict(_json(*await self.request("GET", path, timeout_s=timeout_s)))
+
+    async def index(self, timeout_s: float = 5.0) -> list[dict[str, Any]] | None:
+        """The server's model index; None when it has no repository extension."""
+        try:
+            doc = _json(*await self.request("POST", "/v2/repository/index", b"{}", None, timeout_s))
+        except NotFound:
+            return None
+        if not isinstance(doc, list):
+            raise UpstreamError("the model server's index is not a list")
+        return [e for e in doc if isinstance(e, dict) and isinstance(e.get("name"), str)]
 
     async def stats(self, model: str | None = None) -> dict[str, Any]:
         path = f"/v2/models/{quote(model, safe='')}/stats" if model else "/v2/models/stats"
-        status, headers, body = await self._request("GET", path)
-        if status != 200:
-            raise _error(status, headers, body)
-        return dict(orjson.loads(body))
+        return dict(_json(*await self.request("GET", path)))
 
     async def close(self) -> None:
         if self._session is not None:
@@ -208,78 +223,45 @@ class OIPClient:
 
 
 class SyncOIPClient:
-    """Blocking OIP v2 client (httpx) with the same `infer` as `OIPClient`, for job runners."""
+    """Blocking face of `OIPClient` for threads: each call runs on a private event loop."""
 
-    def __init__(
-        self, base_url: str, *, timeout_s: float = 600.0, max_connections: int = 16
-    ) -> None:
+    def __init__(self, base_url: str, *, timeout_s: float = 600.0, max_connections: int = 0):
         self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            timeout=timeout_s,
-            limits=httpx.Limits(max_connections=max_connections),
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="oip-client", daemon=True
         )
+        self._thread.start()
+        self._client = OIPClient(base_url, max_connections=max_connections, timeout_s=timeout_s)
 
-    def _request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-        timeout_s: float | None = None,
-    ) -> httpx.Response:
-        try:
-            return self._http.request(
-                method, path, content=body, headers=headers, timeout=timeout_s or self.timeout_s
-            )
-        except httpx.TimeoutException:
-            raise DeadlineExceeded(
-                f"no answer from the model server within {timeout_s or self.timeout_s:.3g} s"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise Unavailable(
-                f"the model server at {self.base_url} cannot be reached ({type(exc).__name__})"
-            ) from None
+    def _run(self, call: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(call, self._loop).result()
 
     def infer(
         self,
         model: str,
         inputs: dict[str, np.ndarray],
         parameters: dict[str, Any] | None = None,
-        *,
-        priority: str = "interactive",
-        timeout_s: float | None = None,
-        request_id: str | None = None,
-        outputs: list[str] | None = None,
-        version: str | None = None,
+        **kw: Any,
     ) -> InferResponse:
-        path, body, headers = _infer_parts(
-            model, inputs, parameters, priority, timeout_s, request_id, outputs, version
-        )
-        wait = timeout_s + 5.0 if timeout_s is not None else None
-        resp = self._request("POST", path, body, headers, wait)
-        return _response(resp.status_code, resp.headers, resp.content)
+        return self._run(self._client.infer(model, inputs, parameters, **kw))
 
     def ready(self, model: str) -> bool:
-        try:
-            return (
-                self._request(
-                    "GET", f"/v2/models/{quote(model, safe='')}/ready", timeout_s=5
-                ).status_code
-                == 200
-            )
-        except MedserveError:
-            return False
+        return self._run(self._client.ready(model))
 
-    def index(self) -> list[dict[str, Any]]:
-        resp = self._request("POST", "/v2/repository/index", b"{}", None, 5)
-        if resp.status_code != 200:
-            raise _error(resp.status_code, resp.headers, resp.content)
-        return list(resp.json())
+    def metadata(self, model: str) -> dict[str, Any]:
+        return self._run(self._client.metadata(model))
+
+    def index(self) -> list[dict[str, Any]] | None:
+        return self._run(self._client.index())
 
     def close(self) -> None:
-        self._http.close()
+        if self._loop.is_closed():
+            return
+        self._run(self._client.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._loop.close()
 
     def __enter__(self) -> SyncOIPClient:
         return self

@@ -88,14 +88,14 @@ def register_worker(app: typer.Typer) -> None:
     ) -> None:
         """Serve models over the Open Inference Protocol v2 with dynamic batching."""
         from core.errors import MedserveError
-        from core.settings import Settings
+        from core.settings import WorkerSettings
 
         overrides: dict[str, Any] = {}
         if models:
             overrides["models"] = models
         if device:
             overrides["device"] = device
-        settings = Settings(**overrides)
+        settings = WorkerSettings(**overrides)
         try:
             run_worker(settings, settings.models, host, port or settings.worker_port)
         except MedserveError as exc:

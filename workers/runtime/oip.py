@@ -54,6 +54,7 @@ class InferRequest:
     outputs: list[str] = field(default_factory=list)
     binary_outputs: set[str] = field(default_factory=set)
     binary_all: bool = False
+    parsed: Any = None  # the family's Params, once the adapter has parsed `parameters`
 
 
 @dataclass

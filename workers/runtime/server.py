@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from core.errors import BadRequest, MedserveError, NotFound
-from core.settings import Settings
+from core.settings import WorkerSettings
 from workers.runtime.adapter import ModelAdapter
 from workers.runtime.infer import InferEndpoint, error_parts, request_id_from
 from workers.runtime.metrics import make_registry, render
@@ -45,7 +45,7 @@ def _error(error: MedserveError, request: Request) -> Response:
 
 
 def create_worker_app(
-    settings: Settings, adapters: dict[str, ModelAdapter], *, resolve: Resolver | None = None
+    settings: WorkerSettings, adapters: dict[str, ModelAdapter], *, resolve: Resolver | None = None
 ) -> Starlette:
     """The ASGI app of a worker hosting `adapters` (loaded in the background at start-up).
 

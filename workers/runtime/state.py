@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from core.errors import MedserveError, ModelNotFound, ModelNotReady, WeightsUnavailable
-from core.settings import Settings
+from core.settings import WorkerSettings
 from model_store.manifest import load_manifests
 from model_store.store import ModelStore, ResolvedModel
 from workers.runtime.adapter import ModelAdapter
@@ -26,7 +26,7 @@ log = logging.getLogger("medserve.worker")
 Resolver = Callable[[str], ResolvedModel]
 
 
-def store_resolver(settings: Settings, adapters: dict[str, ModelAdapter]) -> Resolver:
+def store_resolver(settings: WorkerSettings, adapters: dict[str, ModelAdapter]) -> Resolver:
     """Resolve from the model store; build tiny random weights when allowed and none exist."""
     manifests = {**load_manifests(), **{a.name: a.manifest for a in adapters.values()}}
     store = ModelStore(settings.model_root, manifests)
@@ -67,7 +67,7 @@ def resolve_device(setting: str, adapters: dict[str, ModelAdapter]) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def batch_config(settings: Settings, adapter: ModelAdapter) -> BatchConfig:
+def batch_config(settings: WorkerSettings, adapter: ModelAdapter) -> BatchConfig:
     """The manifest's `batching`, with the MEDSERVE_MAX_* settings overriding it."""
     b = adapter.manifest.batching
     return BatchConfig(
@@ -85,7 +85,7 @@ class WorkerState:
     """Adapters, batchers and load states of one worker process."""
 
     def __init__(
-        self, settings: Settings, adapters: dict[str, ModelAdapter], resolve: Resolver | None
+        self, settings: WorkerSettings, adapters: dict[str, ModelAdapter], resolve: Resolver | None
     ) -> None:
         self.settings = settings
         self.adapters = adapters

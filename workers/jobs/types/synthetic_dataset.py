@@ -10,7 +10,6 @@ are built from finished shards only, and images of unfinished shards are removed
 
 from __future__ import annotations
 
-import io
 import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,12 +20,12 @@ from pydantic import BaseModel, Field, model_validator
 from core.errors import UpstreamError
 from workers.jobs import campaign
 from workers.jobs.types import JobType
+from workers.roentgen.contract import RACES, SEXES
 
 if TYPE_CHECKING:
     from workers.jobs.runner import JobContext
 
 MAX_IMAGES = 1_000_000
-IMAGE_OUTPUTS = ("IMAGE", "IMAGES", "image", "images", "PNG", "png")
 
 
 class SyntheticParams(BaseModel):
@@ -37,12 +36,12 @@ class SyntheticParams(BaseModel):
         max_length=500,
         description="Findings/impressions, one prompt sentence each.",
     )
-    sexes: list[Literal["female", "male"]] = Field(list(campaign.SEXES), min_length=1)
+    sexes: list[Literal["female", "male"]] = Field(list(SEXES), min_length=1)
     age_bins: list[tuple[int, int]] = Field(
         [(18, 39), (40, 59), (60, 79), (80, 95)], min_length=1, description="[low, high] years."
     )
     races: list[Literal["WHITE", "BLACK", "ASIAN", "HISPANIC"]] = Field(
-        list(campaign.RACES), description="Race/ethnicity in the prompt; [] leaves it out."
+        list(RACES), description="Race/ethnicity in the prompt; [] leaves it out."
     )
     images_per_cell: int = Field(1, ge=1, le=100_000)
     total_images: int | None = Field(
@@ -82,36 +81,6 @@ def metadata_part(shard: int) -> str:
     return f".shards/metadata-{shard:05d}.jsonl"
 
 
-def to_pixels(response: Any) -> np.ndarray:
-    """The generated image from a worker response as uint8 [H, W] or [H, W, 3]."""
-    outputs = response.outputs
-    name = next((n for n in IMAGE_OUTPUTS if n in outputs), next(iter(outputs), None))
-    if name is None:
-        raise UpstreamError("the image model answered with no output tensor")
-    array = np.asarray(outputs[name])
-    if array.dtype == np.object_:  # an encoded image file
-        from PIL import Image
-
-        with Image.open(io.BytesIO(bytes(array.reshape(-1)[0]))) as image:
-            return np.asarray(image.convert("L" if image.mode in ("L", "I;16") else "RGB"))
-    while array.ndim > 3 or (array.ndim == 3 and array.shape[0] == 1 and array.shape[-1] > 4):
-        array = array[0]  # drop the batch axis
-    if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
-        array = np.moveaxis(array, 0, -1)  # channels last
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.dtype != np.uint8:
-        array = (np.clip(array.astype(np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
-    return array
-
-
-def labelled_png(pixels: np.ndarray, provenance: dict[str, Any]) -> bytes:
-    """PNG labelled synthetic with its provenance (the platform's shared labelling module)."""
-    from workers.imaging.synthetic import to_png
-
-    return to_png(pixels, provenance)
-
-
 class SyntheticDatasetJob(JobType):
     name = "synthetic-dataset"
     Params = SyntheticParams
@@ -127,20 +96,16 @@ class SyntheticDatasetJob(JobType):
             "guidance_scale": p["guidance_scale"],
             "height": p["height"],
             "width": p["width"],
+            "format": "png",
         }
         prompt = np.array([item["prompt"].encode()], dtype=np.object_)
-        response = ctx.models.infer(p["model"], {"prompt": prompt}, parameters)
+        response = ctx.models.infer(p["model"], {"prompt": prompt}, parameters, outputs=["FILE"])
+        try:
+            png = bytes(np.asarray(response.outputs["FILE"]).reshape(-1)[0])
+        except (KeyError, IndexError):
+            raise UpstreamError("the image model answered without a FILE output") from None
+        ctx.artifacts.write_bytes(item["file_name"], png)  # labelled synthetic by the worker
         info = response.parameters
-        provenance = {
-            "model": info.get("model", p["model"]),
-            "version": info.get("version", response.model_version),
-            "weights": info.get("weights"),
-            "weights_digest": info.get("weights_digest"),
-            "prompt": item["prompt"],
-            **parameters,
-            "job_id": ctx.job.id,
-        }
-        ctx.artifacts.write_bytes(item["file_name"], labelled_png(to_pixels(response), provenance))
         return {
             "file_name": item["file_name"],
             "index": item["index"],
@@ -151,7 +116,11 @@ class SyntheticDatasetJob(JobType):
             "age": item["age"],
             "age_bin": item["age_bin"],
             "race": item["race"],
-            **{k: v for k, v in provenance.items() if k not in ("prompt", "job_id")},
+            "model": info.get("model", p["model"]),
+            "version": info.get("version", response.model_version),
+            "weights": info.get("weights"),
+            "weights_digest": info.get("weights_digest"),
+            **{k: v for k, v in parameters.items() if k != "format"},
             "synthetic": True,
         }
 

@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import InvalidInput, http_status
+from core.errors import MedserveError, http_status
+from model_store.manifest import Intensity
 from tests.medvae_support import (
     LPS_AFFINE,
     ct_volume,
+    dicom_bytes,
     gray_image,
     load_adapter,
     mri_volume,
@@ -43,6 +45,10 @@ def latent(response) -> np.ndarray:
 # ---- preprocessing -------------------------------------------------------------------------
 
 
+CT = Intensity(unit="HU", normalise="window", window=(-1000.0, 1000.0))
+MRI = Intensity(normalise="minmax")
+
+
 def test_2d_preprocessing_scales_each_channel_then_averages() -> None:
     rgb = np.stack([np.full((4, 4), 10.0), np.arange(16.0).reshape(4, 4), np.eye(4) * 255])
     rgb[0, 0, 0] = 20.0
@@ -62,25 +68,25 @@ def test_ct_preprocessing_clips_hu_orients_ras_and_crops_to_16() -> None:
     volume = np.full((40, 36, 20), -3000.0, dtype=np.float32)
     volume[5:30, 4:20, 2:18] = 1000.0
     volume[6, 5, 3] = 5000.0
-    x, affine = prepare_3d(volume, LPS_AFFINE, "ct")
+    x, affine = prepare_3d(volume, LPS_AFFINE, CT)
     assert x.min() >= -1.0 and x.max() <= 1.0  # -3000 and 5000 clipped to +-1000 HU
     assert all(n % 16 == 0 for n in x.shape[1:])
     assert nib.aff2axcodes(affine) == ("R", "A", "S")
-    whole, _ = prepare_3d(volume, LPS_AFFINE, "ct", crop="none")
+    whole, _ = prepare_3d(volume, LPS_AFFINE, CT, crop="none")
     assert tuple(whole.shape[1:]) == (48, 48, 32) and whole[0, -1, -1, -1] == -1.0
     hu = prepare_3d(
         np.array([[[-1000.0, 0.0], [1000.0, 500.0]]] * 16 * 1, np.float32)
         .repeat(8, 1)
         .repeat(8, 2),
         np.eye(4),
-        "ct",
+        CT,
         crop="none",
     )[0]
     assert set(np.unique(hu.numpy().round(4))) <= {-1.0, 0.0, 1.0, 0.5}
 
 
 def test_mri_preprocessing_is_min_max() -> None:
-    x, _ = prepare_3d(mri_volume(), np.eye(4), "mri", crop="none")
+    x, _ = prepare_3d(mri_volume(), np.eye(4), MRI, crop="none")
     assert x.max() == 1.0 and x.min() >= -1.0
 
 
@@ -161,7 +167,7 @@ def test_3d_nifti_round_trip_keeps_affine(adapters) -> None:
     blob = out.outputs["FILE"][0]
     img = nib.Nifti1Image.from_bytes(gzip.decompress(blob))
     assert img.shape == (4, 4, 2)
-    ras = prepare_3d(ct_volume((32, 32, 16)), LPS_AFFINE, "ct")[1]
+    ras = prepare_3d(ct_volume((32, 32, 16)), LPS_AFFINE, CT)[1]
     np.testing.assert_allclose(img.affine, latent_affine(ras, 8), atol=1e-5)
     assert np.allclose(np.abs(np.diag(img.affine)[:3]), [12.0, 9.6, 16.0])  # spacing x 8
     back = run(adapter, {"LATENT_FILE": blob}, format="nifti")  # modality read from the file
@@ -196,9 +202,12 @@ def nifti_bomb() -> bytes:
 
 
 BAD = {
-    "3D file to a 2D model": ("medvae-4-1-2d", {"IMAGE": "ct"}, {}, "is 2D"),
-    "2D file to a 3D model": ("medvae-8-1-3d", {"IMAGE": "png"}, {"modality": "ct"}, "is 3D"),
-    "gray image to an RGB model": ("medvae-4-3-2d", {"IMAGE": "png"}, {}, "3-channel"),
+    "3D file to a 2D model": ("medvae-4-1-2d", {"IMAGE": "ct"}, {}, "takes 2D input"),
+    "2D file to a 3D model": ("medvae-8-1-3d", {"IMAGE": "png"}, {"modality": "ct"}, "takes 3D"),
+    "gray image to an RGB model": ("medvae-4-3-2d", {"IMAGE": "png"}, {}, "takes 3"),
+    "image too small": ("medvae-4-1-2d", {"IMAGE": "tiny-png"}, {}, "at least 16 pixels"),
+    "one-pixel-high strip": ("medvae-4-1-2d", {"IMAGE": "strip-png"}, {}, "at least 16 pixels"),
+    "CT DICOM to an X-ray model": ("medvae-4-1-2d", {"IMAGE": "ct-dicom"}, {}, "is CT"),
     "bytes that are no image": (
         "medvae-4-1-2d",
         {"IMAGE": b"hello, not an image" * 10},
@@ -241,7 +250,10 @@ def make(value):
         "truncated": lambda: raw[: len(raw) // 2],
         "truncated-gz": lambda: gzip.compress(raw)[:-4000],
         "nan": lambda: nifti_bytes(volume),
-        "inf": lambda: np.array([[1.0, np.inf], [0.0, 2.0]], np.float32),
+        "inf": lambda: np.where(np.eye(32) > 0, np.inf, 1.0).astype(np.float32),
+        "tiny-png": lambda: png_bytes(gray_image(2)),
+        "strip-png": lambda: png_bytes(np.zeros((1, 4096), np.uint8)),
+        "ct-dicom": lambda: dicom_bytes(gray_image(32), modality="CT"),
         "wrong": lambda: np.zeros((1, 3, 8, 8), np.float32),
         "wrong3d": lambda: np.zeros((2, 4, 4, 4), np.float32),
         "bomb": lambda: png_header_only(100_000, 100_000),
@@ -249,11 +261,14 @@ def make(value):
     }[value]()
 
 
+TOO_LARGE = {"PNG bomb", "NIfTI bomb"}
+
+
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_input_is_422_with_reason(adapters, case: str) -> None:
+def test_bad_input_is_refused_with_reason(adapters, case: str) -> None:
     name, inputs, params, reason = BAD[case]
     adapter = adapters[name]
-    with pytest.raises(InvalidInput) as caught:
+    with pytest.raises(MedserveError) as caught:
         run(adapter, {k: make(v) for k, v in inputs.items()}, **params)
-    assert http_status(caught.value) == 422
+    assert http_status(caught.value) == (413 if case in TOO_LARGE else 422), caught.value.message
     assert reason in caught.value.message

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from core.errors import InvalidInput
 from service.schemas.roentgen import GenerateRequest
-from workers.roentgen.contract import build_prompt, parse_params
+from workers.roentgen.contract import Params, build_prompt, image_seed
 
 DEFAULTS = {"steps": 75, "guidance_scale": 3.0, "scheduler": "pndm", "height": 512, "width": 512}
 
@@ -34,7 +34,7 @@ def test_structured_request_renders_the_template() -> None:
     body = GenerateRequest(age=61, sex="FEMALE", race="asian", impression=" Small left effusion. ")
     assert body.text() == "61 year old ASIAN female. Small left effusion."
     params = body.worker_parameters()
-    assert params == {"truncate": False, "channels": 1}  # defaults come from the manifest
+    assert params == {"truncate": False, "channels": 1, "format": "png"}  # rest: manifest
 
 
 def test_free_prompt_and_parameters_pass_through() -> None:
@@ -57,6 +57,7 @@ def test_free_prompt_and_parameters_pass_through() -> None:
         "width": 320,
         "truncate": True,
         "channels": 1,
+        "format": "png",
     }
 
 
@@ -93,34 +94,51 @@ def test_schema_refuses_with_a_message_that_says_what_to_send(body: dict, needle
     assert needle in str(caught.value)
 
 
+def parse(params: dict) -> Params:
+    return Params.from_oip(params, DEFAULTS)
+
+
 def test_worker_parameters_apply_defaults_and_limits() -> None:
-    params = parse_params({"seed": 4}, DEFAULTS)
+    params = parse({"seed": 4})
     assert (params.steps, params.guidance_scale, params.scheduler) == (75, 3.0, "pndm")
-    assert (params.height, params.width, params.seed, params.rgb) == (512, 512, 4, False)
+    assert (params.height, params.width, params.seed, params.channels) == (512, 512, 4, 1)
     assert params.batch_key == ("roentgen", 75, 512, 512, 3.0, "pndm")
     # Only steps, size, guidance and scheduler decide whether images can share a loop.
-    other = parse_params({"seed": 99, "negative_prompt": "lateral view", "channels": 3}, DEFAULTS)
+    other = parse({"seed": 99, "negative_prompt": "lateral view", "channels": 3})
     assert other.batch_key == params.batch_key
-    assert parse_params({"steps": 20}, DEFAULTS).batch_key != params.batch_key
-    assert parse_params({"scheduler": "ddim"}, DEFAULTS).batch_key != params.batch_key
-    # A missing seed is chosen once; the adapter writes it back so postprocess reports it.
-    assert 0 <= parse_params({}, DEFAULTS).seed < 2**32
+    assert parse({"steps": 20}).batch_key != params.batch_key
+    assert parse({"scheduler": "DDIM"}).batch_key != params.batch_key
+    # OIP parameters may arrive as strings; the one coercion rule applies.
+    assert parse({"steps": "20", "truncate": "true"}).steps == 20
+    # A missing seed is chosen once and kept with the parsed parameters.
+    chosen = parse({}).with_seed()
+    assert chosen.seed is not None and 0 <= chosen.seed < 2**32
+    assert chosen.with_seed().seed == chosen.seed
+
+
+def test_image_seeds_do_not_collide_across_nearby_requests() -> None:
+    assert image_seed(42, 0) == 42  # one image equals plain diffusers with that seed
+    seeds = {(s, i): image_seed(s, i) for s in range(40, 60) for i in range(8)}
+    assert len(set(seeds.values())) == len(seeds)
+    assert image_seed(42, 1) != image_seed(43, 0)  # (seed 42, n 2) vs (seed 43, n 1)
+    assert image_seed(42, 1) == image_seed(42, 1)  # reproducible
 
 
 @pytest.mark.parametrize(
     ("params", "needle"),
     [
-        ({"steps": 0}, "steps must be between 1 and 200"),
-        ({"steps": "many"}, "must be a whole number"),
-        ({"guidance_scale": "high"}, "guidance_scale must be a number"),
-        ({"scheduler": "lms"}, "scheduler must be one of"),
+        ({"steps": 0}, "parameter 'steps': Input should be greater than or equal to 1"),
+        ({"steps": "many"}, "parameter 'steps': Input should be a valid integer"),
+        ({"guidance_scale": "high"}, "parameter 'guidance_scale'"),
+        ({"scheduler": "lms"}, "'pndm', 'ddim' or 'dpmsolver++'"),
         ({"height": 65}, "multiple of 8"),
-        ({"seed": 2**40}, "seed must be between"),
-        ({"channels": 2}, "channels must be 1"),
-        ({"truncate": "maybe"}, "true or false"),
+        ({"seed": 2**40}, "parameter 'seed'"),
+        ({"channels": 2}, "parameter 'channels'"),
+        ({"truncate": "maybe"}, "parameter 'truncate': Input should be a valid boolean"),
+        ({"num_inference_steps": 20}, "'num_inference_steps' (did you mean 'steps'?)"),
     ],
 )
 def test_worker_refuses_bad_parameters(params: dict, needle: str) -> None:
     with pytest.raises(InvalidInput) as caught:
-        parse_params(params, DEFAULTS)
+        parse(params)
     assert needle in caught.value.message

@@ -13,6 +13,7 @@ from model_store.manifest import Manifest
 from model_store.store import ResolvedModel
 from workers.runtime.adapter import Item, ModelAdapter
 from workers.runtime.batcher import BatchConfig, Batcher
+from workers.runtime.contract import Sample
 from workers.runtime.oip import InferRequest, InferResponse
 
 
@@ -30,8 +31,11 @@ class Recorder(ModelAdapter):
     def load(self, resolved: ResolvedModel, device: str) -> None:  # pragma: no cover
         pass
 
-    def preprocess(self, request: InferRequest) -> list[Item]:  # pragma: no cover
+    def decode(self, request: InferRequest, params: Any) -> list[Sample]:  # pragma: no cover
         return []
+
+    def prepare(self, samples: list[Sample], params: Any, request: InferRequest) -> list[Item]:
+        return []  # pragma: no cover
 
     def predict(self, batch: list[Item]) -> list[Any]:
         self.started.set()
@@ -202,6 +206,29 @@ def test_predict_errors_fail_only_that_batch_with_a_safe_message() -> None:
         adapter.fail_on = None
         assert await batcher.submit(items(1)).future == [2]
         assert batcher.snapshot()["errors"] == 1
+        await batcher.close()
+
+    run(main())
+
+
+def test_a_failing_item_fails_only_its_own_request_in_a_shared_batch() -> None:
+    adapter = Recorder()
+
+    async def main() -> None:
+        batcher = Batcher(adapter, BatchConfig(max_batch_size=8, max_queue_delay_ms=0))
+        batcher.start()
+        await _held(adapter, batcher)
+        adapter.fail_on = 13
+        good = batcher.submit(items(1, 2))
+        bad = batcher.submit(items(13))
+        other = batcher.submit(items(3))
+        adapter.gate.set()
+        assert await good.future == [2, 4]
+        assert await other.future == [6]
+        with pytest.raises(InternalError):
+            await bad.future
+        assert [1, 2, 13, 3] in adapter.batches  # tried together once, then one by one
+        assert [13] in adapter.batches and [3] in adapter.batches
         await batcher.close()
 
     run(main())

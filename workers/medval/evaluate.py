@@ -1,8 +1,10 @@
-"""Two MedVAL engines behind one interface: a vLLM OpenAI-compatible server (production) and
-the in-process transformers model hosted by a model worker (the embedded default).
+"""Grade (instruction, reference, candidate) items with either MedVAL engine (torch-free).
 
-Both receive the same chat messages and return raw answer text; prompt building and parsing
-stay outside (pure Python). `regex` asks the engine to decode under the answer grammar.
+Engines: a vLLM OpenAI-compatible server (production) or the in-process model on a worker
+(the embedded default), behind one interface; both receive the same released messages and
+return raw answer text. Each answer is parsed; an unreadable answer gets exactly one retry
+decoded under the answer grammar. An item still unreadable gets an error of its own, never a
+guessed grade, and the other items of the batch keep theirs.
 """
 
 from __future__ import annotations
@@ -14,18 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-import aiohttp
 import numpy as np
-import orjson
 
+from core.constants import STORE_MARKER
 from core.errors import (
     BadRequest,
-    DeadlineExceeded,
+    ConstraintUnsupported,
     InvalidInput,
     MedserveError,
-    Unavailable,
     UpstreamError,
 )
+from workers.medval.answer import AnswerUnparseable, Evaluation, parse_answer
+from workers.medval.grammar import GrammarTooLarge, answer_regex
+from workers.medval.prompt import build_messages
+from workers.runtime.llm_client import LLMClient
 
 
 @dataclass
@@ -41,10 +45,20 @@ class GenerationOptions:
     enable_thinking: bool = False
 
 
-class ConstraintUnsupported(MedserveError):
-    """The engine cannot decode under the answer grammar."""
+@dataclass
+class EvalItem:
+    instruction: str
+    reference: str
+    candidate: str
 
-    code = "upstream_error"
+
+@dataclass
+class Outcome:
+    """One item's grade, or why it has none."""
+
+    evaluation: Evaluation | None
+    constrained: bool  # True when the grade came from the constrained decoding
+    error: str | None = None
 
 
 class MedVALEngine(Protocol):
@@ -65,55 +79,12 @@ class VLLMEngine:
 
     name = "vllm"
     PROVENANCE_TTL_S = 60.0
-    # (base URL, served model) -> (time, provenance): engines are built per request, the server's
-    # model list is read at most once a minute.
+    # (base URL, served model) -> (time, provenance): the model list is read once a minute.
     _provenance_cache: ClassVar[dict[tuple[str, str], tuple[float, dict[str, Any]]]] = {}
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        base_url: str,
-        served_model: str,
-        api_key: str | None = None,
-        timeout_s: float = 600.0,
-    ) -> None:
-        self.session = session
-        self.base_url = base_url.rstrip("/")
-        if not self.base_url.endswith("/v1"):
-            self.base_url += "/v1"
+    def __init__(self, client: LLMClient, served_model: str) -> None:
+        self.client = client
         self.served_model = served_model
-        self.headers = {"Content-Type": "application/json"}
-        if api_key:
-            self.headers["Authorization"] = f"Bearer {api_key}"
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
-
-    async def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        url = f"{self.base_url}/chat/completions"
-        try:
-            async with self.session.post(
-                url, data=orjson.dumps(body), headers=self.headers, timeout=self.timeout
-            ) as response:
-                payload = await response.read()
-                status = response.status
-        except TimeoutError:
-            raise DeadlineExceeded("the vLLM engine did not answer in time") from None
-        except aiohttp.ClientError:
-            raise Unavailable("the vLLM engine cannot be reached; check vllm_base_url") from None
-        if status == 200:
-            try:
-                data: dict[str, Any] = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                raise UpstreamError("the vLLM engine's answer is not JSON") from None
-            return data
-        if status == 400 and "structured_outputs" in body:
-            raise ConstraintUnsupported(
-                "the vLLM engine refused the constrained retry (structured outputs with a regex)"
-            )
-        if status == 400:
-            raise InvalidInput(
-                "the vLLM engine refused the request (prompt too long for its context?)"
-            )
-        raise UpstreamError(f"the vLLM engine answered HTTP {status}")
 
     async def _one(
         self, messages: list[dict[str, str]], options: GenerationOptions, regex: str | None
@@ -127,7 +98,17 @@ class VLLMEngine:
         }
         if regex is not None:
             body["structured_outputs"] = {"regex": regex}
-        data = await self._post(body)
+        status, data = await self.client.post_json("/chat/completions", body)
+        if status == 400 and regex is not None:
+            raise ConstraintUnsupported(
+                "the vLLM engine refused the constrained retry (structured outputs with a regex)"
+            )
+        if status == 400:
+            raise InvalidInput(
+                "the vLLM engine refused the request (prompt too long for its context?)"
+            )
+        if status != 200:
+            raise UpstreamError(f"the vLLM engine answered HTTP {status}")
         try:
             choice = data["choices"][0]
             return Completion(choice["message"].get("content") or "", choice["finish_reason"])
@@ -144,26 +125,22 @@ class VLLMEngine:
 
     async def provenance(self) -> dict[str, Any]:
         """What the server serves; weights provenance when its folder is a store entry."""
-        key = (self.base_url, self.served_model)
+        key = (self.client.base_url, self.served_model)
         cached = self._provenance_cache.get(key)
         if cached is None or time.monotonic() - cached[0] > self.PROVENANCE_TTL_S:
             info: dict[str, Any] = {"weights": "external", "weights_digest": None}
             try:
-                async with self.session.get(
-                    f"{self.base_url}/models", headers=self.headers, timeout=self.timeout
-                ) as response:
-                    models = (await response.json()).get("data", [])
-                root = next(
-                    (m.get("root") for m in models if m.get("id") == self.served_model), None
-                )
-                marker = Path(root) / "medserve.json" if root else None
+                models = await self.client.models()
+                served = [m for m in models if m.get("id") == self.served_model]
+                root = served[0].get("root") if served else None
+                marker = Path(root) / STORE_MARKER if root else None
                 if marker is not None and marker.is_file():
                     stored = json.loads(marker.read_text())
                     info = {"weights": stored["weights"], "weights_digest": stored["digest"]}
-            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, OSError):
+            except (MedserveError, ValueError, KeyError, OSError):
                 return {"engine": self.name, "served_model": self.served_model, **info}
-            provenance = {"engine": self.name, "served_model": self.served_model, **info}
-            cached = (time.monotonic(), provenance)
+            entry = {"engine": self.name, "served_model": self.served_model, **info}
+            cached = (time.monotonic(), entry)
             self._provenance_cache[key] = cached
         return cached[1]
 
@@ -215,3 +192,43 @@ class WorkerEngine:
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _parse(completion: Completion, constrained: bool) -> Outcome:
+    try:
+        return Outcome(parse_answer(completion.text), constrained)
+    except AnswerUnparseable as error:
+        return Outcome(None, constrained, f"{error}; finish_reason={completion.finish_reason}")
+
+
+async def evaluate(
+    engine: MedVALEngine,
+    items: list[EvalItem],
+    options: GenerationOptions,
+    *,
+    constrained: bool = False,
+) -> list[Outcome]:
+    """Grade every item; `constrained=True` decodes under the grammar from the first try."""
+    try:
+        regex = answer_regex(options.max_tokens)
+    except GrammarTooLarge as error:
+        if constrained:
+            raise InvalidInput(error.args[0]) from None
+        regex = None
+    conversations = [build_messages(i.instruction, i.reference, i.candidate) for i in items]
+    first = await engine.complete(conversations, options, regex if constrained else None)
+    outcomes = [_parse(completion, constrained) for completion in first]
+    failed = [i for i, outcome in enumerate(outcomes) if outcome.evaluation is None]
+    if failed and not constrained and regex is not None:
+        retry = await engine.complete([conversations[i] for i in failed], options, regex)
+        for index, completion in zip(failed, retry, strict=True):
+            outcomes[index] = _parse(completion, True)
+    for outcome in outcomes:
+        if outcome.evaluation is None:
+            tried = "constrained decoding" if outcome.constrained else "no constrained retry"
+            hint = "" if outcome.constrained else " (raise max_tokens to allow one)"
+            outcome.error = (
+                f"the model's answer could not be parsed ({outcome.error}), after {tried}"
+                f"{hint}; no grade is given"
+            )
+    return outcomes

@@ -1,16 +1,15 @@
 """The MedVAL prompt is byte for byte what the released DSPy pipeline sends."""
 
-from pathlib import Path
-
 import pytest
 
+from tests.harness import ROOT
 from workers.medval.prompt import CATEGORY_NAMES, build_messages, resolve_instruction
 from workers.medval.tasks import TASK_PROMPTS
 
 # Rendered with dspy 2.6.14's ChatAdapter from StanfordMIMI/MedVAL's MedVAL_Validator signature
 # (task report2impression, reference REF_TEXT, candidate CAND_TEXT). The last line of the file
 # ("OUTPUT FIELDS: ...") is the renderer's own trailer, not part of the user message.
-RENDERED = Path(__file__).parents[1] / "data" / "medval" / "prompt_rendered_report2impression.txt"
+RENDERED = ROOT / "tests" / "data" / "medval" / "prompt_rendered_report2impression.txt"
 
 
 def _released() -> tuple[str, str]:

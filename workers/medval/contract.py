@@ -1,0 +1,31 @@
+"""MedVAL's contract (torch-free): the worker's tensors and parameters, and the task keys.
+
+Input `messages` BYTES [n]: one JSON chat per row (the released MedVAL prompt, built by
+`workers.medval.prompt`). Outputs the raw answer `text`, `finish_reason` and
+`completion_tokens`; parsing (`workers.medval.answer`) is shared by both engines.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from workers.medval.tasks import TASK_PROMPTS
+from workers.runtime.params import OIPParams
+from workers.runtime.spec import TensorSpec
+
+MAX_TOKENS_LIMIT = 8192
+TASKS = tuple(TASK_PROMPTS)
+
+INPUTS = [TensorSpec("messages", "BYTES", (-1,))]
+OUTPUTS = [
+    TensorSpec("text", "BYTES", (-1,)),
+    TensorSpec("finish_reason", "BYTES", (-1,)),
+    TensorSpec("completion_tokens", "INT32", (-1,)),
+]
+
+
+class Params(OIPParams):
+    max_tokens: int = Field(1024, ge=1, le=MAX_TOKENS_LIMIT, description="Answer token budget.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    enable_thinking: bool = Field(False, description="Qwen3 thinking mode (off unless asked).")
+    constrained: bool = Field(False, description="Decode under the answer grammar.")
