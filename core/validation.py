@@ -54,7 +54,7 @@ def _location(loc: Iterable[Any], skip: tuple[str, ...]) -> str:
 
 
 def describe_errors(
-    errors: Iterable[dict[str, Any]],
+    errors: Iterable[Any],
     valid: Iterable[str] = (),
     *,
     what: str = "field",

@@ -34,6 +34,54 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
+def _request_id(incoming: bytes | None) -> str:
+    """The caller's X-Request-ID when it is safe to echo, else a fresh one."""
+    if incoming:
+        candidate = incoming.decode("latin-1")
+        if _REQUEST_ID_OK.match(candidate):
+            return candidate
+    return new_request_id()
+
+
+class _Exchange:
+    """One request's passage: adds the request id to the answer, caps the streamed body."""
+
+    def __init__(
+        self, owner: GatewayMiddleware, send: Send, receive: Receive, path: str, request_id: str
+    ) -> None:
+        self.owner, self._send, self._receive = owner, send, receive
+        self.path, self.request_id = path, request_id
+        self.status = 500
+        self.started = False
+        self.cut_off = False  # the body passed the cap and 413 was sent: drop the app's answer
+        self.seen = 0
+        self.rid_header = (b"x-request-id", request_id.encode())
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            if self.started:
+                return
+            self.started = True
+            self.status = message["status"]
+            message["headers"] = [*message.get("headers", []), self.rid_header]
+        elif self.cut_off:
+            return
+        await self._send(message)
+
+    async def receive(self) -> Message:
+        """Count streamed body bytes; past the cap answer 413 and tell the app we are done."""
+        message = await self._receive()
+        if message["type"] == "http.request" and not self.cut_off:
+            self.seen += len(message.get("body", b""))
+            if self.seen > self.owner.max_body:
+                if not self.started:
+                    error = PayloadTooLarge(self.owner._too_large_message())
+                    await self.owner._send_error(self.send, self.path, error, self.request_id)
+                self.cut_off = True
+                return {"type": "http.disconnect"}
+        return message
+
+
 class GatewayMiddleware:
     def __init__(
         self,
@@ -57,83 +105,50 @@ class GatewayMiddleware:
         start = time.perf_counter()
         path: str = scope["path"]
         headers = dict(scope["headers"])
-        incoming = headers.get(b"x-request-id")
-        request_id = None
-        if incoming:
-            candidate = incoming.decode("latin-1")
-            if _REQUEST_ID_OK.match(candidate):
-                request_id = candidate
-        request_id = request_id or new_request_id()
+        request_id = _request_id(headers.get(b"x-request-id"))
         token = request_id_var.set(request_id)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["tenant"] = "default"
-        status_holder = [500]
-        rid_header = (b"x-request-id", request_id.encode())
-
-        started = [False]
-        cut_off = [False]  # the body passed the cap and 413 was sent: drop the app's answer
-
-        async def send_tracking(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                if started[0]:
-                    return
-                started[0] = True
-                status_holder[0] = message["status"]
-                message["headers"] = [*message.get("headers", []), rid_header]
-            elif cut_off[0]:
-                return
-            await send(message)
-
-        async def capped_receive() -> Message:
-            """Count streamed body bytes; past the cap answer 413 and tell the app we are done."""
-            message = await receive()
-            if message["type"] == "http.request" and not cut_off[0]:
-                seen[0] += len(message.get("body", b""))
-                if seen[0] > self.max_body:
-                    if not started[0]:
-                        error = PayloadTooLarge(self._too_large_message())
-                        await self._send_error(send_tracking, path, error, request_id)
-                    cut_off[0] = True
-                    return {"type": "http.disconnect"}
-            return message
-
-        seen = [0]
-
+        exchange = _Exchange(self, send, receive, path, request_id)
         try:
             error = await self._admit(scope, headers, path, state)
             if error is not None:
-                await self._send_error(send_tracking, path, error, request_id)
+                await self._send_error(exchange.send, path, error, request_id)
             else:
-                await self.app(scope, capped_receive, send_tracking)
+                await self.app(scope, exchange.receive, exchange.send)
         except Exception as exc:  # the last resort: no trace, no request data in the answer
-            if not cut_off[0]:
+            if not exchange.cut_off:
                 errors_log.error(
                     "unhandled error on %s %s", scope["method"], _route_of(scope), exc_info=exc
                 )
-            if not started[0]:
+            if not exchange.started:
                 error = InternalError("internal error; see the server log")
-                await self._send_error(send_tracking, path, error, request_id)
+                await self._send_error(exchange.send, path, error, request_id)
         finally:
-            elapsed = time.perf_counter() - start
-            route = _route_of(scope)
-            status = status_holder[0]
-            self.metrics.observe_request(scope["method"], route, status, elapsed)
-            quiet = path in _QUIET or (status < 400 and route in _HOT)
-            level = logging.DEBUG if quiet else logging.INFO
-            if log.isEnabledFor(level):
-                log.log(
-                    level,
-                    "request",
-                    extra={
-                        "method": scope["method"],
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 3),
-                        "tenant": state.get("tenant"),
-                    },
-                )
+            self._account(scope, path, exchange.status, time.perf_counter() - start, state)
             request_id_var.reset(token)
+
+    def _account(
+        self, scope: Scope, path: str, status: int, elapsed: float, state: dict[str, Any]
+    ) -> None:
+        """Metrics and the access line (successful inference at DEBUG, the rest at INFO)."""
+        route = _route_of(scope)
+        self.metrics.observe_request(scope["method"], route, status, elapsed)
+        quiet = path in _QUIET or (status < 400 and route in _HOT)
+        level = logging.DEBUG if quiet else logging.INFO
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                "request",
+                extra={
+                    "method": scope["method"],
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "tenant": state.get("tenant"),
+                },
+            )
 
     async def _admit(
         self, scope: Scope, headers: dict[bytes, bytes], path: str, state: dict[str, Any]

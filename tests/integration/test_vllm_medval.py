@@ -93,7 +93,11 @@ def test_vllm_grade_comes_from_the_constrained_retry(gateway: Any) -> None:
 def test_vllm_batch_and_constrained_first_try(gateway: Any) -> None:
     tasks = ["report2impression", "bhc2spanish", "a free instruction"]
     items = [
-        {"task": task, "reference": REFERENCE, "candidate": f"candidate {i}"}
+        {
+            ("task" if " " not in task else "instruction"): task,
+            "reference": REFERENCE,
+            "candidate": f"candidate {i}",
+        }
         for i, task in enumerate(tasks)
     ]
     response = gateway.client.post(

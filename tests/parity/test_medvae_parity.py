@@ -115,7 +115,7 @@ def test_3d_matches_package(reference, name: str) -> None:
     adapter = load_adapter(tiny(store, name))
     for modality in ("ct", "mri"):
         decoded = read_nifti(files[modality], 1 << 24)
-        x, _ = prepare_3d(decoded.array, decoded.affine, modality)
+        x, _ = prepare_3d(decoded.array, decoded.affine, adapter.manifest.input.intensity[modality])
         close(x.numpy(), ref(out, name, f"{modality}.input"))
 
     s1 = run(adapter, {"IMAGE": files["ct"]}, modality="ct", roi_size=32).outputs["LATENT"][0]

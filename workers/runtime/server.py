@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from core.constants import VERSION
 from core.errors import BadRequest, MedserveError, NotFound
 from core.settings import WorkerSettings
 from workers.runtime.adapter import ModelAdapter
@@ -44,84 +45,85 @@ def _error(error: MedserveError, request: Request) -> Response:
     return response
 
 
-def create_worker_app(
-    settings: WorkerSettings, adapters: dict[str, ModelAdapter], *, resolve: Resolver | None = None
-) -> Starlette:
-    """The ASGI app of a worker hosting `adapters` (loaded in the background at start-up).
+def _state(request: Request) -> WorkerState:
+    state: WorkerState = request.app.state.worker
+    return state
 
-    `resolve(name) -> ResolvedModel` finds weights; by default the model store under
-    `settings.model_root`, building tiny random weights when allowed and none were pulled.
-    """
-    state = WorkerState(settings, adapters, resolve)
-    registry = make_registry(state.metrics_snapshot)
 
-    async def server_metadata(request: Request) -> Response:
-        from importlib.metadata import version
+async def server_metadata(request: Request) -> Response:
+    doc = {"name": SERVER_NAME, "version": VERSION, "extensions": EXTENSIONS}
+    return _json(doc, request)
 
-        return _json(
-            {"name": SERVER_NAME, "version": version("medserve"), "extensions": EXTENSIONS}, request
-        )
 
-    async def live(request: Request) -> Response:
-        return _json({"live": True}, request)
+async def live(request: Request) -> Response:
+    return _json({"live": True}, request)
 
-    async def ready(request: Request) -> Response:
-        state.ensure_started()
-        ok = state.ready
-        return _json({"ready": ok}, request, 200 if ok else 503)
 
-    async def model_metadata(request: Request) -> Response:
-        p = request.path_params
+async def ready(request: Request) -> Response:
+    state = _state(request)
+    state.ensure_started()
+    ok = state.ready
+    return _json({"ready": ok}, request, 200 if ok else 503)
+
+
+async def model_metadata(request: Request) -> Response:
+    p = request.path_params
+    try:
+        return _json(_state(request).adapter(p["model"], p.get("version")).metadata(), request)
+    except MedserveError as exc:
+        return _error(exc, request)
+
+
+async def model_ready(request: Request) -> Response:
+    state = _state(request)
+    state.ensure_started()
+    p = request.path_params
+    try:
+        name = state.adapter(p["model"], p.get("version")).name
+    except MedserveError as exc:
+        return _error(exc, request)
+    ok = state.states[name] == "READY" and not state.draining
+    return _json({"name": name, "ready": ok}, request, 200 if ok else 503)
+
+
+async def model_stats(request: Request) -> Response:
+    state = _state(request)
+    state.ensure_started()
+    p = request.path_params
+    try:
+        return _json({"model_stats": state.stats(p.get("model"), p.get("version"))}, request)
+    except MedserveError as exc:
+        return _error(exc, request)
+
+
+async def repository_index(request: Request) -> Response:
+    state = _state(request)
+    state.ensure_started()
+    entries = state.index()
+    body = await request.body()
+    if body:
         try:
-            return _json(state.adapter(p["model"], p.get("version")).metadata(), request)
-        except MedserveError as exc:
-            return _error(exc, request)
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return _error(BadRequest("the index request body must be JSON"), request)
+        if isinstance(doc, dict) and doc.get("ready"):
+            entries = [e for e in entries if e["state"] == "READY"]
+    return _json(entries, request)
 
-    async def model_ready(request: Request) -> Response:
-        state.ensure_started()
-        p = request.path_params
-        try:
-            name = state.adapter(p["model"], p.get("version")).name
-        except MedserveError as exc:
-            return _error(exc, request)
-        ok = state.states[name] == "READY" and not state.draining
-        return _json({"name": name, "ready": ok}, request, 200 if ok else 503)
 
-    async def model_stats(request: Request) -> Response:
-        state.ensure_started()
-        p = request.path_params
-        try:
-            return _json({"model_stats": state.stats(p.get("model"), p.get("version"))}, request)
-        except MedserveError as exc:
-            return _error(exc, request)
+async def metrics(request: Request) -> Response:
+    return Response(
+        render(request.app.state.registry), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )
 
-    async def repository_index(request: Request) -> Response:
-        state.ensure_started()
-        entries = state.index()
-        body = await request.body()
-        if body:
-            try:
-                doc = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                return _error(BadRequest("the index request body must be JSON"), request)
-            if isinstance(doc, dict) and doc.get("ready"):
-                entries = [e for e in entries if e["state"] == "READY"]
-        return _json(entries, request)
 
-    async def metrics(request: Request) -> Response:
-        return Response(render(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+async def not_found(request: Request, exc: Exception) -> Response:
+    if getattr(exc, "status_code", 404) == 405:
+        return _error(BadRequest(f"{request.method} is not allowed on {request.url.path}"), request)
+    return _error(NotFound(f"no route {request.url.path}; see GET /v2 for this server"), request)
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        status = getattr(exc, "status_code", 404)
-        if status == 405:
-            return _error(
-                BadRequest(f"{request.method} is not allowed on {request.url.path}"), request
-            )
-        return _error(
-            NotFound(f"no route {request.url.path}; see GET /v2 for this server"), request
-        )
 
-    infer = InferEndpoint(state)
+def _routes(infer: InferEndpoint) -> list[Route]:
     base = "/v2/models/{model}"
     versioned = base + "/versions/{version}"
     routes = [  # infer first: the hot path should not scan the other routes
@@ -140,6 +142,18 @@ def create_worker_app(
             Route(prefix + "/stats", model_stats, methods=["GET"]),
             Route(prefix, model_metadata, methods=["GET"]),
         ]
+    return routes
+
+
+def create_worker_app(
+    settings: WorkerSettings, adapters: dict[str, ModelAdapter], *, resolve: Resolver | None = None
+) -> Starlette:
+    """The ASGI app of a worker hosting `adapters` (loaded in the background at start-up).
+
+    `resolve(name) -> ResolvedModel` finds weights; by default the model store under
+    `settings.model_root`, building tiny random weights when allowed and none were pulled.
+    """
+    state = WorkerState(settings, adapters, resolve)
 
     @asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
@@ -147,6 +161,11 @@ def create_worker_app(
         yield
         await state.shutdown()
 
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: not_found})
+    app = Starlette(
+        routes=_routes(InferEndpoint(state)),
+        lifespan=lifespan,
+        exception_handlers={HTTPException: not_found},
+    )
     app.state.worker = state
+    app.state.registry = make_registry(state.metrics_snapshot)
     return app

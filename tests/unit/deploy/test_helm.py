@@ -74,3 +74,19 @@ def test_compose_and_dockerfiles_reference_real_paths() -> None:
             if line.startswith("COPY "):
                 for source in line.split()[1:-1]:
                     assert (ROOT / source).exists(), f"{dockerfile.name}: COPY {source} is missing"
+
+
+def test_the_gateway_installs_without_torch_and_workers_with_it() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    heavy = ("torch", "torchvision", "diffusers", "transformers", "monai", "pillow")
+    base = [
+        dep.split("[")[0].split("=")[0].split(">")[0].lower() for dep in project["dependencies"]
+    ]
+    assert not set(base) & set(heavy), "the base (gateway) install must not pull model libraries"
+    worker = " ".join(project["optional-dependencies"]["worker"])
+    assert "torch==" in worker and "torchvision==" in worker  # pinned together
+    gateway = (ROOT / "docker" / "Dockerfile.gateway").read_text()
+    assert "pip install ." in gateway and "torch==" not in gateway and "[worker]" not in gateway
+    assert "[worker]" in (ROOT / "docker" / "Dockerfile.worker").read_text()

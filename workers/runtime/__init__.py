@@ -1,0 +1,1 @@
+"""The worker runtime: adapter base, OIP codec and clients, server, batcher, registry."""
