@@ -8,8 +8,8 @@ from rich.table import Table
 
 from core.errors import MedserveError
 from core.settings import Settings
-from model_store.manifest import load_manifests
 from model_store.store import ModelStore
+from workers.runtime.families import load_manifests
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()

@@ -86,8 +86,8 @@ def gateway(
 
 def plan_models(settings: Any, names: list[str]) -> tuple[list[str], dict[str, str], list[str]]:
     """(servable, skipped name -> reason, names that need tiny random weights built)."""
-    from model_store.manifest import load_manifests
     from model_store.store import ModelStore
+    from workers.runtime.families import load_manifests
     from workers.runtime.registry import FAMILIES
 
     manifests = load_manifests()

@@ -25,9 +25,10 @@ from core.constants import (
 )
 from core.errors import InvalidInput, MedserveError, ModelNotFound, ModelNotReady, Unreachable
 from core.settings import GatewaySettings
-from model_store.manifest import Manifest, load_manifests
+from model_store.manifest import Manifest
 from service.metrics import GatewayMetrics
 from workers.runtime.client import OIPClient
+from workers.runtime.families import load_manifests
 from workers.runtime.oip import InferResponse
 
 log = logging.getLogger("medserve.routing")

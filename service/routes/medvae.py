@@ -139,7 +139,8 @@ def _answer(result: InferResponse, response: str, fields: dict[str, Any]) -> Any
         headers = {f"X-Medserve-{k.replace('_', '-').title()}": str(v)
                    for k, v in fields.items() if v is not None and k != "affine"}  # fmt: skip
         return Response(data, media_type=media_type, headers=headers)
-    return {**fields, "media_type": media_type, "data_b64": base64.b64encode(data).decode()}
+    encoded = base64.b64encode(data).decode()
+    return {**fields, "media_type": media_type, "data_base64": encoded, "data_b64": encoded}
 
 
 def _provenance(p: dict[str, Any]) -> dict[str, Any]:
@@ -165,7 +166,7 @@ def _provenance(p: dict[str, Any]) -> dict[str, Any]:
     },
 )
 async def encode(request: Request, models: ModelsDep, request_id: RequestIdDep) -> Any:
-    body, raw = await _parse(request, EncodeRequest, "image_b64")
+    body, raw = await _parse(request, EncodeRequest, "image_base64")
     _check_model(models, body.model)
     if raw is not None:
         if sniff(raw) not in IMAGE_KINDS:
@@ -218,7 +219,7 @@ async def encode(request: Request, models: ModelsDep, request_id: RequestIdDep) 
     },
 )
 async def decode(request: Request, models: ModelsDep, request_id: RequestIdDep) -> Any:
-    body, raw = await _parse(request, DecodeRequest, "latent_b64")
+    body, raw = await _parse(request, DecodeRequest, "latent_base64")
     _check_model(models, body.model)
     manifest = models.manifest(body.model)
     fmt = body.format or ("nifti" if manifest.input.dims == 3 else "png")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+
+from service.schemas.common import Provenance
 
 TensorType = Literal["FP32", "FP64", "FP16", "UINT8", "UINT16", "INT16", "INT32"]
 
@@ -31,8 +33,11 @@ class EncodeRequest(BaseModel):
     modality: Literal["xray", "ct", "mri"] | None = Field(
         None, description="xray (2D default); ct or mri (required by 3D models)."
     )
-    image_b64: str | None = Field(
-        None, description="The file, base64: PNG, JPEG, single-frame DICOM, NIfTI (.nii/.nii.gz)."
+    image_base64: str | None = Field(
+        None,
+        validation_alias=AliasChoices("image_base64", "image_b64"),
+        description="The file, base64: PNG, JPEG, single-frame DICOM, NIfTI (.nii/.nii.gz). "
+        "`image_b64` is accepted too.",
     )
     tensor: Tensor | None = Field(
         None, description="Pixels instead of a file: [H,W]/[C,H,W] (2D) or [X,Y,Z] in RAS (3D)."
@@ -62,8 +67,8 @@ class EncodeRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_input(self) -> EncodeRequest:
-        if (self.image_b64 is None) == (self.tensor is None):
-            raise ValueError("send exactly one of image_b64 (or a multipart file) and tensor")
+        if (self.image_base64 is None) == (self.tensor is None):
+            raise ValueError("send exactly one of image_base64 (or a multipart file) and tensor")
         return self
 
 
@@ -74,8 +79,11 @@ class DecodeRequest(BaseModel):
     modality: Literal["xray", "ct", "mri"] | None = Field(
         None, description="3D: ct (output in HU) or mri; read from the latent file when present."
     )
-    latent_b64: str | None = Field(
-        None, description="The latent file, base64: .npy, safetensors or NIfTI from encode."
+    latent_base64: str | None = Field(
+        None,
+        validation_alias=AliasChoices("latent_base64", "latent_b64"),
+        description="The latent file, base64: .npy, safetensors or NIfTI from encode. "
+        "`latent_b64` is accepted too.",
     )
     tensor: Tensor | None = Field(None, description="The latent as a tensor: [C,h,w] or [C,x,y,z].")
     format: Literal["png", "nifti", "npy"] | None = Field(
@@ -92,16 +100,9 @@ class DecodeRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_input(self) -> DecodeRequest:
-        if (self.latent_b64 is None) == (self.tensor is None):
-            raise ValueError("send exactly one of latent_b64 (or a multipart file) and tensor")
+        if (self.latent_base64 is None) == (self.tensor is None):
+            raise ValueError("send exactly one of latent_base64 (or a multipart file) and tensor")
         return self
-
-
-class Provenance(BaseModel):
-    model: str
-    version: str | None = None
-    weights: str | None = None
-    weights_digest: str | None = None
 
 
 class EncodeResponse(Provenance):
@@ -119,7 +120,8 @@ class EncodeResponse(Provenance):
         None, description="3D: the latent's voxel-to-RAS affine."
     )
     value_range: list[float] | None = Field(None, description="3D: input min and max.")
-    data_b64: str
+    data_base64: str = Field(description="The latent file, base64.")
+    data_b64: str = Field(description="The same as data_base64 (deprecated name).")
 
 
 class DecodeResponse(Provenance):
@@ -130,4 +132,5 @@ class DecodeResponse(Provenance):
     value_unit: str = Field(description="unit ([0,1]) or HU (CT).")
     synthetic: bool = Field(True, description="Decoded images are reconstructions.")
     affine: list[list[float]] | None = None
-    data_b64: str
+    data_base64: str = Field(description="The image file, base64.")
+    data_b64: str = Field(description="The same as data_base64 (deprecated name).")

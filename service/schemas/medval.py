@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.validation import closest
+from service.schemas.common import Provenance
 from workers.medval.contract import TASKS
 
 MAX_BATCH = 64
@@ -144,19 +145,15 @@ class Evaluation(BaseModel):
     )
 
 
-class Provenance(BaseModel):
-    model: str
-    version: str
+class EngineProvenance(Provenance):
     machine_generated: bool = Field(True, description="Grades are model output, not a review.")
     engine: Literal["vllm", "transformers"]
     served_model: str
-    weights: str = Field(description="pulled | random-tiny | random-full | external")
-    weights_digest: str | None
 
 
-class EvaluateResponse(Evaluation, Provenance):
+class EvaluateResponse(Evaluation, EngineProvenance):
     pass
 
 
-class BatchEvaluateResponse(Provenance):
+class BatchEvaluateResponse(EngineProvenance):
     results: list[Evaluation]

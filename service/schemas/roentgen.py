@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.errors import InvalidInput
+from service.schemas.common import Provenance
 from workers.roentgen.contract import (
     DEFAULT_MAX_IMAGES,
     DEFAULT_MAX_STEPS,
@@ -209,13 +210,9 @@ class GeneratedImage(BaseModel):
     data_base64: str
 
 
-class GenerateResponse(BaseModel):
+class GenerateResponse(Provenance):
     """Images (base64) labelled synthetic, with what made them."""
 
-    model: str
-    version: str
-    weights: str = Field(description="pulled | random-tiny | random-full")
-    weights_digest: str | None
     synthetic: bool = True
     prompt: str
     images: list[GeneratedImage]

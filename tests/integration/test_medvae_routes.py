@@ -35,12 +35,13 @@ def test_encode_json_then_decode_png(client) -> None:
     body = r.json()
     assert body["shape"] == [1, 16, 16] and body["latent"] == "s1" and body["factor"] == 4
     assert body["weights"] == "random-tiny" and body["weights_digest"].startswith("sha256:")
-    latent = np.load(io.BytesIO(base64.b64decode(body["data_b64"])))
+    latent = np.load(io.BytesIO(base64.b64decode(body["data_base64"])))
     assert latent.shape == (1, 16, 16) and latent.dtype == np.float32
+    assert body["data_b64"] == body["data_base64"]  # the old name stays for old clients
     again = client.post(
-        "/v1/medvae/encode", json={"model": "medvae-4-1-2d", "image_b64": b64(image)}
+        "/v1/medvae/encode", json={"model": "medvae-4-1-2d", "image_base64": b64(image)}
     )
-    assert again.json()["data_b64"] == body["data_b64"]  # deterministic by default
+    assert again.json()["data_base64"] == body["data_base64"]  # deterministic by default
 
     r = client.post(
         "/v1/medvae/decode", json={"model": "medvae-4-1-2d", "latent_b64": body["data_b64"]}

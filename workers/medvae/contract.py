@@ -63,3 +63,12 @@ class Options(BaseModel):
     roi_size: int = Field(96, ge=16, le=256, multiple_of=16)
     overlap: float = Field(0.25, ge=0.0, lt=1.0)
     sw_batch_size: int = Field(1, ge=1)
+
+
+class Tiny(BaseModel):
+    """The manifest's `tiny` block: the random same-architecture build for tests."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ch: int = Field(32, ge=32, multiple_of=32)
+    num_res_blocks: int = Field(1, ge=1)

@@ -7,7 +7,7 @@ Input `messages` BYTES [n]: one JSON chat per row (the released MedVAL prompt, b
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from workers.medval.tasks import TASK_PROMPTS
 from workers.runtime.params import OIPParams
@@ -29,3 +29,17 @@ class Params(OIPParams):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     enable_thinking: bool = Field(False, description="Qwen3 thinking mode (off unless asked).")
     constrained: bool = Field(False, description="Decode under the answer grammar.")
+
+
+class Tiny(BaseModel):
+    """The manifest's `tiny` block: a small Qwen3 (head_dim >= 32 so vLLM on the CPU takes it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 2
+    num_key_value_heads: int = 1
+    head_dim: int = Field(32, ge=32)
+    vocab_size: int = 4096

@@ -20,7 +20,7 @@ log = logging.getLogger("medserve.worker")
 def build_adapters(models: list[str]) -> dict[str, Any]:
     """One adapter per model name, from the manifests (unknown names fail with the list)."""
     from core.errors import ModelNotFound
-    from model_store.manifest import load_manifests
+    from workers.runtime.families import load_manifests
     from workers.runtime.registry import adapter_for
 
     manifests = load_manifests()

@@ -1,4 +1,4 @@
-"""The families a worker can host. A new family is one line in FAMILIES and one package.
+"""How a worker builds a family's adapter and tiny builder (families: `runtime.families`).
 
 Each family package `workers.<family>` names its parts in its `__init__.py` (`ADAPTER`,
 `TINY`, `CONTRACT` as "module:attribute" strings), so nothing heavy is imported until a model of
@@ -15,8 +15,9 @@ from model_store.manifest import Manifest
 from model_store.store import ModelStore, ResolvedModel
 from model_store.tiny import build_tiny as _build_tiny
 from workers.runtime.adapter import ModelAdapter
+from workers.runtime.families import FAMILIES
 
-FAMILIES = ("builtin", "roentgen", "medvae", "medval")
+__all__ = ["FAMILIES", "adapter_for", "build_tiny", "tiny_builder"]
 
 
 def _family(name: str) -> Any:

@@ -16,10 +16,10 @@ from typing import Any
 
 from core.errors import MedserveError, ModelNotFound, ModelNotReady, WeightsUnavailable
 from core.settings import WorkerSettings
-from model_store.manifest import load_manifests
 from model_store.store import ModelStore, ResolvedModel
 from workers.runtime.adapter import ModelAdapter
 from workers.runtime.batcher import BatchConfig, Batcher
+from workers.runtime.families import load_manifests
 
 log = logging.getLogger("medserve.worker")
 
