@@ -77,7 +77,7 @@ def label_scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, np.ndarray
 
 
 def per_sample(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, ...]:
-    """RadEval's per-sample P/R/F1: mean over the labels either side has; 1.0 when neither has any."""
+    """RadEval's per-sample P/R/F1: mean over labels either side has; 1.0 if neither has any."""
     tp = ((y_true == 1) & (y_pred == 1)).astype(int)
     fp = ((y_true == 0) & (y_pred == 1)).astype(int)
     fn = ((y_true == 1) & (y_pred == 0)).astype(int)

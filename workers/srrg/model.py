@@ -75,7 +75,12 @@ class ReportModel:
     """A loaded report generator: image processor, VisionEncoderDecoderModel and tokenizer."""
 
     def __init__(self, model: Any, tokenizer: Any, processor: Any, section: str) -> None:
-        self.model, self.tokenizer, self.processor, self.section = model, tokenizer, processor, section
+        self.model, self.tokenizer, self.processor, self.section = (
+            model,
+            tokenizer,
+            processor,
+            section,
+        )
         config, decoder = model.config, model.config.decoder
         self.bos = _first_id(config.bos_token_id, decoder.bos_token_id, tokenizer.cls_token_id)
         self.eos = _first_id(config.eos_token_id, decoder.eos_token_id, tokenizer.sep_token_id)
@@ -127,7 +132,7 @@ def load_report_model(
 ) -> ReportModel:
     """Load a chexpert-plus-srrg model from `folder` (never from the network)."""
     import torch
-    from transformers import BertTokenizer, ViTImageProcessor, VisionEncoderDecoderModel
+    from transformers import BertTokenizer, VisionEncoderDecoderModel, ViTImageProcessor
 
     if section not in ("findings", "impression"):
         raise WeightsUnavailable(f"section must be findings or impression, not '{section}'")

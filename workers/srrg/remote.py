@@ -67,8 +67,9 @@ def verify_remote_code(folder: Path, expected: Mapping[str, str]) -> None:
     found = {p.relative_to(folder).as_posix(): p for p in sorted(folder.rglob("*.py"))}
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
-    wrong = sorted(n for n in set(found) & set(expected)
-                   if sha256_file(found[n]) != expected[n].lower())  # fmt: skip
+    wrong = sorted(
+        n for n in set(found) & set(expected) if sha256_file(found[n]) != expected[n].lower()
+    )
     problems = [f"missing {', '.join(missing)}"] if missing else []
     problems += [f"not pinned {', '.join(unexpected)}"] if unexpected else []
     problems += [f"sha256 differs for {', '.join(wrong)}"] if wrong else []
@@ -105,9 +106,14 @@ class RemoteReportModel:
             ).to(next(self.model.parameters()).device)
             with torch.inference_mode():
                 output = self.model.generate(
-                    input_ids, do_sample=False, num_beams=1, temperature=1.0, top_p=1.0,
-                    use_cache=True, max_new_tokens=max_new_tokens,
-                )[0]  # fmt: skip
+                    input_ids,
+                    do_sample=False,
+                    num_beams=1,
+                    temperature=1.0,
+                    top_p=1.0,
+                    use_cache=True,
+                    max_new_tokens=max_new_tokens,
+                )[0]
         return str(self.tokenizer.decode(output[input_ids.size(1) : -1])).strip()
 
 

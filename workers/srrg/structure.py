@@ -25,8 +25,10 @@ ORGANS: tuple[str, ...] = (
     "Other",
 )
 _CANONICAL = {organ.lower(): organ for organ in ORGANS}
-_PREFIX = {"findings": re.compile(r"^\s*findings\s*:\s*", re.I),
-           "impression": re.compile(r"^\s*impression\s*:\s*", re.I)}  # fmt: skip
+_PREFIX = {
+    "findings": re.compile(r"^\s*findings\s*:\s*", re.I),
+    "impression": re.compile(r"^\s*impression\s*:\s*", re.I),
+}
 _HEADER_INLINE = re.compile(
     "(" + "|".join(re.escape(organ) for organ in sorted(ORGANS, key=len, reverse=True)) + r")\s*:",
     re.I,
@@ -53,8 +55,9 @@ class Structured:
         """The report in its canonical released layout."""
         if self.kind == "impression":
             return "\n".join(f"{i}. {item}" for i, item in enumerate(self.items, 1))
-        blocks = [f"{h}:\n" + "\n".join(f"- {b}" for b in bullets)
-                  for h, bullets in self.sections.items()]  # fmt: skip
+        blocks = [
+            f"{h}:\n" + "\n".join(f"- {b}" for b in bullets) for h, bullets in self.sections.items()
+        ]
         return "\n\n".join(blocks)
 
     def to_dict(self) -> dict[str, Any]:
@@ -162,7 +165,9 @@ def parse_impression(text: str) -> Structured:
     for index, line in enumerate(lines, 1):
         match = _NUMBER.match(line)
         if match is None:
-            problems.append(f"item {index} does not start with its number '{index}.': '{line[:40]}'")
+            problems.append(
+                f"item {index} does not start with its number '{index}.': '{line[:40]}'"
+            )
             content = line
         else:
             if int(match.group(1)) != index:

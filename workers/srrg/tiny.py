@@ -26,19 +26,19 @@ from model_store.manifest import Manifest
 
 SPECIALS_REPORT = ["[CLS]", "[PAD]", "[SEP]", "[UNK]", "[MASK]"]
 SPECIALS_BERT = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-REPORT_WORDS = (
+REPORT_WORDS = (  # noqa: SIM905
     "lungs and airways : pleura cardiovascular hila mediastinum tubes , catheters support devices "
     "musculoskeletal chest wall abdominal other - . 1 2 3 no evidence of focal consolidation "
     "pleural effusion pneumothorax normal cardiac size silhouette mild moderate small large left "
     "right bilateral stable unchanged atelectasis edema opacity lower lobe upper basilar heart "
     "aorta tortuous endotracheal tube tip cm above carina degenerative changes spine is are the "
-    "within limits clear acute cardiopulmonary process"
+    "within limits clear acute cardiopulmonary process "
 ).split()
-SRR_WORDS = (
+SRR_WORDS = (  # noqa: SIM905
     "no acute pleural effusion pneumothorax stable cardiomegaly lungs are clear small large left "
     "right mild moderate severe pulmonary edema consolidation atelectasis opacity fracture tube "
-    "line catheter tip in place unchanged improved worsening bilateral lower upper lobe heart size "
-    "normal there is of the and with without evidence e.g. dr vs cm mm"
+    "line catheter tip in place unchanged improved worsening bilateral lower upper lobe heart "
+    "size normal there is of the and with without evidence e.g. dr vs cm mm "
 ).split()
 IMAGE_MEAN = [0.485, 0.456, 0.406]  # ImageNet, as the sibling IAMJB baselines' processor
 IMAGE_STD = [0.229, 0.224, 0.225]
@@ -55,20 +55,19 @@ def _vocab(specials: list[str], words: list[str], size: int | None, wordpiece: b
     return tokens
 
 
-def _write_vocab(target: Path, tokens: list[str]) -> Path:
-    target.mkdir(parents=True, exist_ok=True)
-    path = target / "vocab.txt"
-    path.write_text("\n".join(tokens) + "\n", encoding="utf-8")
-    return path
-
-
 def _save_tokenizer(target: Path, tokens: list[str], **kwargs: Any) -> Any:
-    """A BertTokenizer over `tokens`, saved as the released repos ship it (no tokenizer.json)."""
+    """A BertTokenizer over `tokens` (ids in list order), saved as the released repos ship it:
+    vocab.txt and tokenizer_config.json, no tokenizer.json; checked by reading it back."""
     from transformers import BertTokenizer
 
-    tokenizer = BertTokenizer(vocab_file=str(_write_vocab(target, tokens)), **kwargs)
+    tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(tokens)}, **kwargs)
+    target.mkdir(parents=True, exist_ok=True)
     tokenizer.save_pretrained(target)
     (target / "tokenizer.json").unlink(missing_ok=True)
+    (target / "vocab.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    reloaded = BertTokenizer.from_pretrained(target, local_files_only=True)
+    if reloaded.get_vocab() != tokenizer.get_vocab():
+        raise RuntimeError("the saved tokenizer does not read back with the same ids")
     return tokenizer
 
 
@@ -80,22 +79,44 @@ def _encoder_config(options: dict[str, Any], full_size: bool) -> Any:
         if full_size:
             return ViTConfig(image_size=224)
         hidden = int(options.get("hidden_size", 32))
-        return ViTConfig(image_size=int(options.get("image_size", 64)), patch_size=16,
-                         hidden_size=hidden, num_hidden_layers=int(options.get("layers", 1)),
-                         num_attention_heads=2, intermediate_size=2 * hidden)  # fmt: skip
+        return ViTConfig(
+            image_size=int(options.get("image_size", 64)),
+            patch_size=16,
+            hidden_size=hidden,
+            num_hidden_layers=int(options.get("layers", 1)),
+            num_attention_heads=2,
+            intermediate_size=2 * hidden,
+        )
     if kind != "swinv2":
         raise WeightsUnavailable(f"tiny encoder must be swinv2 or vit, not '{kind}'")
     if full_size:
-        return Swinv2Config(image_size=224, window_size=7, embed_dim=96,
-                            depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24])  # fmt: skip
+        return Swinv2Config(
+            image_size=224,
+            window_size=7,
+            embed_dim=96,
+            depths=[2, 2, 6, 2],
+            num_heads=[3, 6, 12, 24],
+        )
     embed = int(options.get("hidden_size", 32)) // 2
-    return Swinv2Config(image_size=int(options.get("image_size", 64)), patch_size=4, embed_dim=embed,
-                        depths=[1, 1], num_heads=[1, 2], window_size=4)  # fmt: skip
+    return Swinv2Config(
+        image_size=int(options.get("image_size", 64)),
+        patch_size=4,
+        embed_dim=embed,
+        depths=[1, 1],
+        num_heads=[1, 2],
+        window_size=4,
+    )
 
 
 def build_report(target: Path, options: dict[str, Any], full_size: bool) -> None:
-    from transformers import (AutoModel, BertConfig, BertLMHeadModel, GenerationConfig,
-                              ViTImageProcessor, VisionEncoderDecoderModel)  # fmt: skip
+    from transformers import (
+        AutoModel,
+        BertConfig,
+        BertLMHeadModel,
+        GenerationConfig,
+        VisionEncoderDecoderModel,
+        ViTImageProcessor,
+    )
 
     encoder_config = _encoder_config(options, full_size)
     size = int(options.get("full_vocab_size", FULL_REPORT_VOCAB)) if full_size else None
@@ -103,15 +124,18 @@ def build_report(target: Path, options: dict[str, Any], full_size: bool) -> None
     tokenizer = _save_tokenizer(target, tokens, do_basic_tokenize=False)
     hidden = 768 if full_size else int(options.get("hidden_size", 32))
     decoder_config = BertConfig(
-        vocab_size=len(tokens), hidden_size=hidden,
+        vocab_size=len(tokens),
+        hidden_size=hidden,
         num_hidden_layers=2 if full_size else int(options.get("layers", 1)),
         num_attention_heads=12 if full_size else 2,
         intermediate_size=4 * hidden if full_size else 2 * hidden + 5,
         max_position_embeddings=514 if full_size else 160,
-        is_decoder=True, add_cross_attention=True,
-        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+        is_decoder=True,
+        add_cross_attention=True,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
         pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
+    )
     model = VisionEncoderDecoderModel(
         encoder=AutoModel.from_config(encoder_config), decoder=BertLMHeadModel(decoder_config)
     )
@@ -120,17 +144,19 @@ def build_report(target: Path, options: dict[str, Any], full_size: bool) -> None
     model.config.eos_token_id = tokenizer.sep_token_id
     model.config.bos_token_id = tokenizer.cls_token_id
     model.generation_config = GenerationConfig(
-        decoder_start_token_id=tokenizer.cls_token_id, bos_token_id=tokenizer.cls_token_id,
-        eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
+        decoder_start_token_id=tokenizer.cls_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     model.save_pretrained(target)
     side = int(encoder_config.image_size)
-    ViTImageProcessor(size={"height": side, "width": side}, image_mean=IMAGE_MEAN,
-                      image_std=IMAGE_STD, resample=2).save_pretrained(target)  # fmt: skip
+    ViTImageProcessor(
+        size={"height": side, "width": side}, image_mean=IMAGE_MEAN, image_std=IMAGE_STD, resample=2
+    ).save_pretrained(target)
 
 
 def build_labels(target: Path, key: str, options: dict[str, Any], full_size: bool) -> None:
-    import torch
     from transformers import BertConfig, BertForSequenceClassification
 
     from workers.srrg.label_maps import label_names
@@ -140,12 +166,24 @@ def build_labels(target: Path, key: str, options: dict[str, Any], full_size: boo
     tokens = _vocab(SPECIALS_BERT, SRR_WORDS, size, wordpiece=True)
     tokenizer = _save_tokenizer(target, tokens, do_lower_case=True)
     hidden = int(options.get("hidden_size", 32))
-    base = {} if full_size else {"hidden_size": hidden, "num_hidden_layers": int(options.get(
-        "layers", 1)), "num_attention_heads": 2, "intermediate_size": 2 * hidden + 5}  # fmt: skip
+    base = (
+        {}
+        if full_size
+        else {
+            "hidden_size": hidden,
+            "num_hidden_layers": int(options.get("layers", 1)),
+            "num_attention_heads": 2,
+            "intermediate_size": 2 * hidden + 5,
+        }
+    )
     config = BertConfig(
-        vocab_size=len(tokens), num_labels=len(names), problem_type="multi_label_classification",
-        id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}, **base,
-    )  # fmt: skip
+        vocab_size=len(tokens),
+        num_labels=len(names),
+        problem_type="multi_label_classification",
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+        **base,
+    )
     model = BertForSequenceClassification(config)
     if not full_size:
         _spread_logits(model, tokenizer, float(options.get("classifier_std", 3.0)))
@@ -153,9 +191,16 @@ def build_labels(target: Path, key: str, options: dict[str, Any], full_size: boo
 
 
 PROBES = [
-    "no acute cardiopulmonary process.", "small left pleural effusion.", "stable cardiomegaly.",
-    "moderate pulmonary edema.", "right lower lobe consolidation.", "tube tip in place.",
-    "no pneumothorax.", "lungs are clear.", "mild bilateral atelectasis.", "severe fracture.",
+    "no acute cardiopulmonary process.",
+    "small left pleural effusion.",
+    "stable cardiomegaly.",
+    "moderate pulmonary edema.",
+    "right lower lobe consolidation.",
+    "tube tip in place.",
+    "no pneumothorax.",
+    "lungs are clear.",
+    "mild bilateral atelectasis.",
+    "severe fracture.",
 ]
 
 
@@ -181,8 +226,13 @@ def spec_for(manifest: Manifest) -> tuple[str, str]:
     from workers.srrg.remote import REMOTE_MODELS
 
     options, repo = manifest.adapter, manifest.source.repo_id if manifest.source else ""
-    kind = options.get("kind") or ("report" if repo in REPORT_MODELS else
-                                   "remote_report" if repo in REMOTE_MODELS else "labels")  # fmt: skip
+    kind = options.get("kind") or (
+        "report"
+        if repo in REPORT_MODELS
+        else "remote_report"
+        if repo in REMOTE_MODELS
+        else "labels"
+    )
     if kind == "labels":
         key = options.get("label_set") or label_set_for_repo(repo).key
         return kind, LABEL_SETS[key].key
