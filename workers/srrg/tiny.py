@@ -42,7 +42,8 @@ SRR_WORDS = (  # noqa: SIM905
 ).split()
 IMAGE_MEAN = [0.485, 0.456, 0.406]  # ImageNet, as the sibling IAMJB baselines' processor
 IMAGE_STD = [0.229, 0.224, 0.225]
-FULL_REPORT_VOCAB = 9000  # inferred from the published 55.1M parameters
+# Inferred: with SwinV2-T + a tied 2-layer decoder these give the published 55.1M / 56.6M.
+FULL_REPORT_VOCAB = {"findings": 9920, "impression": 11870}
 
 
 def _vocab(specials: list[str], words: list[str], size: int | None, wordpiece: bool) -> list[str]:
@@ -108,21 +109,14 @@ def _encoder_config(options: dict[str, Any], full_size: bool) -> Any:
     )
 
 
-def build_report(target: Path, options: dict[str, Any], full_size: bool) -> None:
-    from transformers import (
-        AutoModel,
-        BertConfig,
-        BertLMHeadModel,
-        GenerationConfig,
-        VisionEncoderDecoderModel,
-        ViTImageProcessor,
-    )
+def report_model(section: str, options: dict[str, Any], full_size: bool) -> tuple[Any, list[str]]:
+    """The randomly initialised report model and its vocabulary ([CLS] 0, [PAD] 1, [SEP] 2)."""
+    from transformers import AutoModel, BertConfig, BertLMHeadModel, VisionEncoderDecoderModel
 
-    encoder_config = _encoder_config(options, full_size)
-    size = int(options.get("full_vocab_size", FULL_REPORT_VOCAB)) if full_size else None
-    tokens = _vocab(SPECIALS_REPORT, REPORT_WORDS, size, wordpiece=False)
-    tokenizer = _save_tokenizer(target, tokens, do_basic_tokenize=False)
+    vocab = options.get("full_vocab_size", FULL_REPORT_VOCAB.get(section, 9920))
+    tokens = _vocab(SPECIALS_REPORT, REPORT_WORDS, int(vocab) if full_size else None, False)
     hidden = 768 if full_size else int(options.get("hidden_size", 32))
+    ids = {"bos_token_id": 0, "pad_token_id": 1, "eos_token_id": 2}
     decoder_config = BertConfig(
         vocab_size=len(tokens),
         hidden_size=hidden,
@@ -132,25 +126,28 @@ def build_report(target: Path, options: dict[str, Any], full_size: bool) -> None
         max_position_embeddings=514 if full_size else 160,
         is_decoder=True,
         add_cross_attention=True,
-        bos_token_id=tokenizer.cls_token_id,
-        eos_token_id=tokenizer.sep_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        **ids,
     )
     model = VisionEncoderDecoderModel(
-        encoder=AutoModel.from_config(encoder_config), decoder=BertLMHeadModel(decoder_config)
+        encoder=AutoModel.from_config(_encoder_config(options, full_size)),
+        decoder=BertLMHeadModel(decoder_config),
     )
-    model.config.decoder_start_token_id = tokenizer.cls_token_id
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.config.eos_token_id = tokenizer.sep_token_id
-    model.config.bos_token_id = tokenizer.cls_token_id
+    for name, value in {**ids, "decoder_start_token_id": 0}.items():
+        setattr(model.config, name, value)
+    return model, tokens
+
+
+def build_report(target: Path, section: str, options: dict[str, Any], full_size: bool) -> None:
+    from transformers import GenerationConfig, ViTImageProcessor
+
+    model, tokens = report_model(section, options, full_size)
+    tokenizer = _save_tokenizer(target, tokens, do_basic_tokenize=False)
+    assert (tokenizer.cls_token_id, tokenizer.pad_token_id, tokenizer.sep_token_id) == (0, 1, 2)
     model.generation_config = GenerationConfig(
-        decoder_start_token_id=tokenizer.cls_token_id,
-        bos_token_id=tokenizer.cls_token_id,
-        eos_token_id=tokenizer.sep_token_id,
-        pad_token_id=tokenizer.pad_token_id,
+        decoder_start_token_id=0, bos_token_id=0, eos_token_id=2, pad_token_id=1
     )
     model.save_pretrained(target)
-    side = int(encoder_config.image_size)
+    side = int(model.config.encoder.image_size)
     ViTImageProcessor(
         size={"height": side, "width": side}, image_mean=IMAGE_MEAN, image_std=IMAGE_STD, resample=2
     ).save_pretrained(target)
@@ -246,7 +243,7 @@ def build(manifest: Manifest, target: Path, full_size: bool = False, seed: int =
     kind, detail = spec_for(manifest)
     torch.manual_seed(seed)
     if kind == "report":
-        build_report(target, manifest.tiny, full_size)
+        build_report(target, detail, manifest.tiny, full_size)
     elif kind == "labels":
         build_labels(target, detail, manifest.tiny, full_size)
     else:

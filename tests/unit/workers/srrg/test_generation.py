@@ -81,3 +81,19 @@ def test_missing_or_foreign_files_are_refused(
     with pytest.raises(WeightsUnavailable, match="not the vision-encoder-decoder"):
         load_report_model(tmp_path, "findings")
     assert json.loads((labels / "config.json").read_text())["model_type"] == "bert"
+
+
+@pytest.mark.parametrize(("section", "published"), [("findings", 55.1e6), ("impression", 56.6e6)])
+def test_full_size_architecture_has_the_published_size(section: str, published: float) -> None:
+    import torch
+
+    from workers.srrg.tiny import report_model
+
+    with torch.device("meta"):
+        model, tokens = report_model(section, {}, full_size=True)
+    params = sum(p.numel() for p in model.parameters())
+    assert abs(params - published) < 0.05e6
+    assert (
+        model.config.encoder.model_type == "swinv2" and model.config.decoder.num_hidden_layers == 2
+    )
+    assert len(tokens) == model.config.decoder.vocab_size
