@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# RadEval 2.2.1 (reference for the F1-SRR-BERT parity test) in its own venv: it pulls spaCy,
+# stanza, medspacy and scikit-learn, none of which the platform needs. torch pinned to the project's
+# build so pip takes it from this machine's disk. Also unpacks nltk's punkt_tab data, as
+# redistributed inside the llama-index-core wheel, into .venv-radeval/nltk_data: RadEval's
+# sentence splitter needs it and nltk.download cannot reach its server here. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv-radeval
+DATA="$VENV/nltk_data/tokenizers/punkt_tab"
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import radeval.metrics.SRRBert.srr_bert" \
+  2>/dev/null && [ -f "$DATA/english/ortho_context.tab" ]; then
+  exit 0
+fi
+python3 -m venv "$VENV"
+"$VENV/bin/pip" install -q torch==2.14.1 radeval==2.2.1
+WHEELS=$(mktemp -d)
+"$VENV/bin/pip" download -q --no-deps -d "$WHEELS" llama-index-core==0.14.25
+mkdir -p "$DATA"
+"$VENV/bin/python" - "$WHEELS"/llama_index_core-*.whl "$DATA" <<'PY'
+import sys, zipfile
+from pathlib import Path
+wheel, target = sys.argv[1], Path(sys.argv[2])
+prefix = "llama_index/core/_static/nltk_cache/tokenizers/punkt_tab/"
+with zipfile.ZipFile(wheel) as archive:
+    for name in archive.namelist():
+        if name.startswith(prefix + "english/") and not name.endswith("/"):
+            out = target / name[len(prefix):]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(archive.read(name))
+PY
+rm -rf "$WHEELS"
+echo "radeval reference env ready: $VENV"
