@@ -6,6 +6,8 @@ Reads a JSON request and writes a JSON answer for tests/parity/test_green_parity
   (`GREEN.compute_green`), `counts` (`parse_error_counts` of each category), `error_count`
   (`compute_error_count`), and `summary` (`process_results`: mean, std, scores);
 - `bleu_rouge` {refs, hyps} -> RadEval's BLEU-1..4 and ROUGE-1/2/L (aggregate and per sample);
+- `bertscore` {dir, refs, hyps, num_layers, baseline}: RadEval's `BertScore` wrapper (no
+  rescaling) and its vendored `BERTScorer` rescaled with the given baseline TSV: P, R, F;
 - `judges` [{dir, refs, hyps}] -> the whole GREEN computation (`GREEN(dir, cpu=True)(refs,
   hyps)`) on a local judge folder: mean, std, scores, the cleaned completions, and the chat text
   its tokenizer renders for the first prompt.
@@ -53,6 +55,27 @@ def bleu_rouge_part(refs, hyps):
     return out
 
 
+def bertscore_part(spec):
+    from radeval.metrics.bertscore._vendor import BERTScorer
+    from radeval.metrics.bertscore.bertscore import BertScore
+
+    layers, refs, hyps = spec["num_layers"], spec["refs"], spec["hyps"]
+    mean, f = BertScore(model_type=spec["dir"], num_layers=layers, rescale_with_baseline=False)(
+        refs, hyps
+    )
+    scorer = BERTScorer(
+        model_type=spec["dir"],
+        num_layers=layers,
+        batch_size=64,
+        lang="en",
+        rescale_with_baseline=True,
+        baseline_path=spec["baseline"],
+        device="cpu",
+    )
+    p, r, f_rescaled = scorer.score(cands=hyps, refs=refs, batch_size=64)
+    return {"mean": mean, "f": f, "rescaled": [p.tolist(), r.tolist(), f_rescaled.tolist()]}
+
+
 def judge_part(spec):
     green = GREEN(model_name=spec["dir"], cpu=True)
     mean, std, scores, frame = green(spec["refs"], spec["hyps"])
@@ -78,6 +101,8 @@ def main() -> None:
     answer.update(answers_part(green, request.get("answers", [])))
     if "bleu_rouge" in request:
         answer["bleu_rouge"] = bleu_rouge_part(**request["bleu_rouge"])
+    if "bertscore" in request:
+        answer["bertscore"] = bertscore_part(request["bertscore"])
     answer["judges"] = [judge_part(spec) for spec in request.get("judges", [])]
     with open(sys.argv[2], "w", encoding="utf-8") as handle:
         json.dump(answer, handle)

@@ -1,8 +1,8 @@
 """Parity with RadEval 2.2.1 (its own code, run in .venv-radeval): the GREEN prompt, chat text,
 answer cleaning, parsing and scores on hand-written judge answers (well-formed and malformed),
-BLEU and ROUGE, and the whole GREEN computation on two tiny local judges (same weights, same
-answers): RadEval generating with `GREEN(dir)`, ours rendering, generating with transformers
-and scoring with `workers.benchmarks.green`."""
+BLEU, ROUGE, BERTScore on a tiny BERT (raw and rescaled), and the whole GREEN computation on
+two tiny local judges (same weights, same answers): RadEval generating with `GREEN(dir)`, ours
+rendering, generating with transformers and scoring with `workers.benchmarks.green`."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.green_support import build_judge
-from workers.benchmarks import green, lexical
+from tests.benchmarks_support import build_bert, build_judge
+from workers.benchmarks import bertscore, green, lexical
 
 pytestmark = [pytest.mark.parity, pytest.mark.slow]
 
@@ -66,6 +66,10 @@ HYPS = ["heart size is enlarged .", "no acute process", "a b c d e f", ""]
 # 320 words: cut to 300 in the prompt, short enough in tokens for generate(max_length=2048)
 JUDGE_LONG = " ".join(["heart size normal"] * 107)
 JUDGE_REFS = ["Heart size is normal.", "No pleural effusion.", JUDGE_LONG, "Lines unchanged."]
+BERT_REFS = ["the heart size is normal .", "no pleural effusion", "small left effusion", "lung", ""]
+BERT_HYPS = ["the heart is enlarged .", "no effusion", "small right effusion", "stable lung", "x"]
+BERT_LAYERS = 2
+BASELINE = "LAYER,P,R,F\n0,0.1,0.2,0.3\n1,0.2,0.25,0.3\n2,0.31,0.32,0.33\n3,0.4,0.4,0.4\n"
 JUDGE_HYPS = ["Small left effusion.", "Effusion on the right.", "word1 word2", "Unchanged lines."]
 
 
@@ -86,13 +90,24 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict[str,
             {"dir": str(d), "refs": JUDGE_REFS, "hyps": JUDGE_HYPS} for d in judges.values()
         ],
     }
+    (root / "baseline.tsv").write_text(BASELINE)
+    request["bertscore"] = {
+        "dir": str(build_bert(root / "bert")),
+        "refs": BERT_REFS,
+        "hyps": BERT_HYPS,
+        "num_layers": BERT_LAYERS,
+        "baseline": str(root / "baseline.tsv"),
+    }
     (root / "request.json").write_text(json.dumps(request))
     args = [str(REF_PYTHON), str(SCRIPT), str(root / "request.json"), str(root / "answer.json")]
     done = subprocess.run(args, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
         sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
     assert done.returncode == 0, "the reference script failed (see stderr)"
-    return json.loads((root / "answer.json").read_text()), judges
+    answer = json.loads((root / "answer.json").read_text())
+    answer["bertscore_dir"] = request["bertscore"]["dir"]
+    answer["bertscore_baseline"] = request["bertscore"]["baseline"]
+    return answer, judges
 
 
 def test_prompts_are_byte_identical(reference) -> None:
@@ -129,6 +144,19 @@ def test_bleu_and_rouge_match(reference) -> None:
     for kind in lexical.ROUGE_TYPES:
         assert rouge[kind].per_sample == ref["bleu_rouge"][kind]["per_sample"]
         assert rouge[kind].aggregate == pytest.approx(ref["bleu_rouge"][kind]["aggregate"])
+
+
+def test_bertscore_matches(reference) -> None:
+    ref, _ = reference
+    folder, baseline = Path(ref["bertscore_dir"]), Path(ref["bertscore_baseline"])
+    raw = bertscore.bertscore(BERT_REFS, BERT_HYPS, folder, BERT_LAYERS)
+    assert raw.per_sample == pytest.approx(ref["bertscore"]["f"], abs=1e-6)
+    assert raw.aggregate == pytest.approx(ref["bertscore"]["mean"], abs=1e-6)
+    rescaled = bertscore.bertscore(BERT_REFS, BERT_HYPS, folder, BERT_LAYERS, baseline)
+    p, r, f = ref["bertscore"]["rescaled"]
+    assert rescaled.details["precision"] == pytest.approx(p, abs=1e-6)
+    assert rescaled.details["recall"] == pytest.approx(r, abs=1e-6)
+    assert rescaled.per_sample == pytest.approx(f, abs=1e-6)
 
 
 def _our_generation(folder: Path) -> list[str]:
