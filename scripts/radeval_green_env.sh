@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# RadEval 2.2.1 (reference for the GREEN / BLEU / ROUGE parity tests) in its own venv inside the
+# RadEval 2.2.1 (reference for the GREEN / BLEU / ROUGE / BERTScore parity tests) in its own venv in the
 # checkout: it pulls spacy, stanza, medspacy and friends that the product does not need.
 # torch/torchvision are pinned to the project's pair so pip takes them from this machine's disk
 # and the resolver never swaps in another build. pyarrow is held at 24.0.0: RadEval's spacy 3.7
