@@ -1,7 +1,7 @@
 """Tiny labelled chest-film stand-ins with a planted, learnable signal, in the jobs' layouts.
 
 Each image is smooth noise plus, per positive label, a bright shape at the label's place
-(Cardiomegaly: a central disc, Pleural Effusion: a band at the bottom left). In the real set
+(Cardiomegaly: a large, faint disc; Pleural Effusion: a small, bright band at the bottom left). In the real set
 the shapes are fainter for one subgroup (`race == "B"`), so a classifier misses more of its
 findings and the underdiagnosis gap is measurable; the synthetic set is balanced and
 full-strength. Latents are 4x average-pooled images in the latent-dataset layout.
@@ -27,9 +27,9 @@ def draw(rng: np.random.Generator, positives: list[str], side: int, strength: fl
     y, x = np.mgrid[0:side, 0:side] / side
     img = 0.35 + 0.08 * rng.standard_normal((side, side))
     if "Cardiomegaly" in positives:
-        img += strength * 0.45 * (((x - 0.5) ** 2 + (y - 0.55) ** 2) < 0.22**2)
+        img += strength * 0.3 * (((x - 0.6) ** 2 + (y - 0.35) ** 2) < 0.27**2)
     if "Pleural Effusion" in positives:
-        img += strength * 0.45 * ((y > 0.72) & (x < 0.45))
+        img += strength * 0.6 * ((y > 0.78) & (x < 0.4))
     return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
 
 
@@ -117,11 +117,11 @@ def write_latents(folder: Path, csv_path: Path, factor: int = 4) -> Path:
 
 def tiny_params(csv_path: Path, synthetic: Path | None = None, **train: Any) -> dict[str, Any]:
     """Classifier params for the tiny data: small DenseNet, 32 px, few epochs, CPU."""
-    options = {"image_size": 32, "batch_size": 16, "epochs": 4, "pretrain_epochs": 2,
-               "lr": 3e-3, "patience": 10, "device": "cpu", "seed": 0, **train}  # fmt: skip
+    options = {"image_size": 32, "batch_size": 8, "epochs": 4, "pretrain_epochs": 2,
+               "lr": 1e-2, "patience": 10, "device": "cpu", "seed": 0, **train}  # fmt: skip
     params: dict[str, Any] = {
         "real": {"csv": str(csv_path), "patient_column": "PatientID", "labels": LABELS},
-        "model": {"arch": "densenet", "init_features": 8, "growth_rate": 4, "block_config": [2, 2]},
+        "model": {"arch": "densenet", "init_features": 16, "growth_rate": 8, "block_config": [2, 2]},
         "train": options,
         "eval": {"bootstrap": 50, "min_group_size": 3},
         "split": {"val_fraction": 0.2, "test_fraction": 0.3},

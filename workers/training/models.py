@@ -1,12 +1,15 @@
 """The classifier: MONAI's DenseNet (DenseNet-121 by default), one input channel, one logit per label.
 
-For latents the stem changes and nothing else. DenseNet's stem (7x7 conv stride 2, then 3x3
-max-pool stride 2: monai/networks/nets/densenet.py, `conv0` and `pool0`) downsizes the image
-4x before the first dense block; a MedVAE latent is already downsized 4x (or 8x) by the
-encoder, so the latent model replaces the stem with a 3x3 stride-1 conv and no pool. A 4x
-latent of a 224 px image then enters the dense blocks at 56x56, exactly where the image
-model's features are: same blocks, same transitions, same head, same parameter count but the
-stem's.
+Latents go through the same network, as MedVAE's own classification code does (it applies an
+unchanged timm ResNet-50 / MONAI SEResNet-152 to latents, only `in_chans` changes:
+configs/model/default.yaml, configs/model/monai_seresnet152.yaml); the smaller input is
+where the throughput gain comes from. One change where a latent is too small: DenseNet's
+stem (7x7 conv stride 2, then 3x3 max-pool stride 2: monai/networks/nets/densenet.py `conv0`,
+`pool0`) and its transitions (2x2 average pools) would leave the last dense block under 2x2
+positions, where its 3x3 convolutions see only padding. Then the stem's downsampling is
+dropped stage by stage (first the max-pool, then the conv's stride, the conv becoming 3x3)
+until the last block sees at least 2x2: e.g. DenseNet-121 keeps the full stem on a 64x64
+latent, drops the pool on 56x56 (4x latent of 224 px) and both on 28x28 (8x latent).
 """
 
 from __future__ import annotations
@@ -21,7 +24,33 @@ from core.errors import InvalidInput
 from workers.training.params import ModelOptions
 
 
-def build(options: ModelOptions, n_labels: int, in_channels: int = 1, latent: bool = False) -> nn.Module:
+STEMS = ("full", "no-pool", "none")
+MIN_FINAL_SIDE = 2
+
+
+def _final_side(side: int, stem: str, transitions: int) -> int:
+    if stem != "none":
+        side = (side - 1) // 2 + 1  # conv 7x7, stride 2, padding 3
+    if stem == "full":
+        side = (side - 1) // 2 + 1  # max-pool 3x3, stride 2, padding 1
+    for _ in range(transitions):
+        side //= 2  # transition: average pool 2x2
+    return side
+
+
+def latent_stem(options: ModelOptions, side: int) -> str:
+    """The least-changed stem that leaves the last dense block at least 2x2 positions."""
+    blocks = 4 if options.arch == "densenet121" else len(options.block_config)
+    for stem in STEMS:
+        if _final_side(side, stem, blocks - 1) >= MIN_FINAL_SIDE:
+            return stem
+    raise InvalidInput(
+        f"a {side}x{side} latent is too small for {options.arch} ({blocks} dense blocks); "
+        "use fewer blocks (model.block_config) or larger images"
+    )
+
+
+def build(options: ModelOptions, n_labels: int, in_channels: int = 1, stem: str = "full") -> nn.Module:
     """A freshly initialised classifier (torch's global RNG: seed it first)."""
     from monai.networks.nets import DenseNet, DenseNet121
 
@@ -40,11 +69,12 @@ def build(options: ModelOptions, n_labels: int, in_channels: int = 1, latent: bo
             dropout_prob=options.dropout,
         )
         features = options.init_features
-    if latent:
-        stem = nn.Conv2d(in_channels, features, kernel_size=3, stride=1, padding=1, bias=False)
-        nn.init.kaiming_normal_(stem.weight)
-        model.features.conv0 = stem
+    if stem != "full":
         model.features.pool0 = nn.Identity()
+    if stem == "none":
+        conv = nn.Conv2d(in_channels, features, kernel_size=3, stride=1, padding=1, bias=False)
+        nn.init.kaiming_normal_(conv.weight)
+        model.features.conv0 = conv
     return model
 
 
