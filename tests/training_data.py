@@ -1,10 +1,10 @@
 """Tiny labelled chest-film stand-ins with a planted, learnable signal, in the jobs' layouts.
 
-Each image is smooth noise plus, per positive label, a bright shape at the label's place
-(Cardiomegaly: a large, faint disc; Pleural Effusion: a small, bright band at the bottom left). In the real set
-the shapes are fainter for one subgroup (`race == "B"`), so a classifier misses more of its
-findings and the underdiagnosis gap is measurable; the synthetic set is balanced and
-full-strength. Latents are 4x average-pooled images in the latent-dataset layout.
+Each image is noise plus, per positive label, a bright shape (Cardiomegaly: a large, faint
+disc; Pleural Effusion: a small, bright band at the bottom left). In the real set the shapes
+are fainter for one subgroup (`race == "B"`), so a classifier misses more of its findings and
+the underdiagnosis gap is measurable; the synthetic set is balanced and full-strength.
+Latents are 4x average-pooled images in the latent-dataset layout.
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ def _png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_real(folder: Path, patients: int = 90, side: int = 32, seed: int = 0,
-               weak: float = 0.45) -> Path:  # fmt: skip
+def write_real(
+    folder: Path, patients: int = 90, side: int = 32, seed: int = 0, weak: float = 0.45
+) -> Path:
     """`folder/labels.csv` + `folder/images/*.png`; 1-2 images per patient. Returns the CSV."""
     rng = np.random.default_rng(seed)
     (folder / "images").mkdir(parents=True, exist_ok=True)
@@ -54,8 +55,14 @@ def write_real(folder: Path, patients: int = 90, side: int = 32, seed: int = 0,
             strength = weak if race == "B" else 1.0
             rel = f"images/p{pid:04d}_{k}.png"
             (folder / rel).write_bytes(_png(draw(rng, positives, side, strength)))
-            row = {"Path": rel, "PatientID": f"P{pid:04d}", "Sex": sex, "Age": age, "Race": race,
-                   "No Finding": "" if positives else "1"}  # fmt: skip
+            row = {
+                "Path": rel,
+                "PatientID": f"P{pid:04d}",
+                "Sex": sex,
+                "Age": age,
+                "Race": race,
+                "No Finding": "" if positives else "1",
+            }
             for d in DISEASES:
                 row[d] = "1" if d in positives else ("0" if rng.random() < 0.5 else "")
             rows.append(row)
@@ -75,8 +82,13 @@ SYNTHETIC_FINDINGS = {
 }
 
 
-def write_synthetic(folder: Path, per_cell: int = 4, side: int = 32, seed: int = 1,
-                    findings: dict[str, list[str]] | None = None) -> Path:  # fmt: skip
+def write_synthetic(
+    folder: Path,
+    per_cell: int = 4,
+    side: int = 32,
+    seed: int = 1,
+    findings: dict[str, list[str]] | None = None,
+) -> Path:
     """A `synthetic-dataset`-shaped imagefolder (findings x sex x race cells)."""
     rng = np.random.default_rng(seed)
     rows: list[dict[str, Any]] = []
@@ -89,9 +101,18 @@ def write_synthetic(folder: Path, per_cell: int = 4, side: int = 32, seed: int =
                     (folder / rel).parent.mkdir(parents=True, exist_ok=True)
                     (folder / rel).write_bytes(_png(draw(rng, positives, side, 1.0)))
                     age = int(rng.integers(18, 95))
-                    rows.append({"file_name": rel, "index": index, "finding": finding, "sex": sex,
-                                 "age": age, "age_bin": "18-95", "race": race,
-                                 "synthetic": True})  # fmt: skip
+                    rows.append(
+                        {
+                            "file_name": rel,
+                            "index": index,
+                            "finding": finding,
+                            "sex": sex,
+                            "age": age,
+                            "age_bin": "18-95",
+                            "race": race,
+                            "synthetic": True,
+                        }
+                    )
     (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return folder
 
@@ -108,20 +129,45 @@ def write_latents(folder: Path, csv_path: Path, factor: int = 4) -> Path:
         latent = pixels.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))[None]
         rel = f"latents/{i:06d}-{Path(source).stem}.npy"
         np.save(folder / rel, latent.astype(np.float32))
-        rows.append({"index": i, "source": source, "status": "ok", "latent_file": rel,
-                     "shape": list(latent.shape), "model": f"medvae-{factor}-1-2d",
-                     "latent": "s1", "modality": "xray"})  # fmt: skip
-    (folder / "manifest.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+        rows.append(
+            {
+                "index": i,
+                "source": source,
+                "status": "ok",
+                "latent_file": rel,
+                "shape": list(latent.shape),
+                "model": f"medvae-{factor}-1-2d",
+                "latent": "s1",
+                "modality": "xray",
+            }
+        )
+    (folder / "manifest.jsonl").write_text(
+        "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+    )
     return folder
 
 
 def tiny_params(csv_path: Path, synthetic: Path | None = None, **train: Any) -> dict[str, Any]:
     """Classifier params for the tiny data: small DenseNet, 32 px, few epochs, CPU."""
-    options = {"image_size": 32, "batch_size": 8, "epochs": 4, "pretrain_epochs": 2,
-               "lr": 1e-2, "patience": 10, "device": "cpu", "seed": 0, **train}  # fmt: skip
+    options = {
+        "image_size": 32,
+        "batch_size": 8,
+        "epochs": 4,
+        "pretrain_epochs": 2,
+        "lr": 1e-2,
+        "patience": 10,
+        "device": "cpu",
+        "seed": 0,
+        **train,
+    }
     params: dict[str, Any] = {
         "real": {"csv": str(csv_path), "patient_column": "PatientID", "labels": LABELS},
-        "model": {"arch": "densenet", "init_features": 16, "growth_rate": 8, "block_config": [2, 2]},
+        "model": {
+            "arch": "densenet",
+            "init_features": 16,
+            "growth_rate": 8,
+            "block_config": [2, 2],
+        },
         "train": options,
         "eval": {"bootstrap": 50, "min_group_size": 3},
         "split": {"val_fraction": 0.2, "test_fraction": 0.3},

@@ -21,8 +21,10 @@ FORMAT = 1
 
 def _to_torch(value: Any) -> Any:
     if isinstance(value, np.ndarray):
-        return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(value)),
-                "dtype": str(value.dtype)}  # fmt: skip
+        return {
+            "__ndarray__": torch.from_numpy(np.ascontiguousarray(value)),
+            "dtype": str(value.dtype),
+        }
     if isinstance(value, dict):
         return {k: _to_torch(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -79,12 +81,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     n = state["numpy"]
-    np.random.set_state({
-        "bit_generator": "MT19937",
-        "state": {"key": np.asarray(n["key"], dtype=np.uint32), "pos": n["pos"]},
-        "has_gauss": n["has_gauss"],
-        "gauss": n["gauss"],
-    })  # fmt: skip
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {"key": np.asarray(n["key"], dtype=np.uint32), "pos": n["pos"]},
+            "has_gauss": n["has_gauss"],
+            "gauss": n["gauss"],
+        }
+    )
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
 

@@ -89,7 +89,9 @@ def validate_classifier_inputs(params: dict[str, Any] | ClassifierParams) -> dic
     return prepare(params).summary
 
 
-def _stages(strategy: str, p: ClassifierParams, real: ImageSet, syn: ImageSet | None) -> list[Stage]:
+def _stages(
+    strategy: str, p: ClassifierParams, real: ImageSet, syn: ImageSet | None
+) -> list[Stage]:
     t = p.train
     if strategy == "real":
         return [Stage("real", real, t.epochs, t.lr)]
@@ -102,8 +104,11 @@ def _stages(strategy: str, p: ClassifierParams, real: ImageSet, syn: ImageSet | 
     ]
 
 
-def train_classifier(params: dict[str, Any] | ClassifierParams, callbacks: Callbacks | None = None,
-                     resume: bytes | None = None) -> dict[str, Any]:  # fmt: skip
+def train_classifier(
+    params: dict[str, Any] | ClassifierParams,
+    callbacks: Callbacks | None = None,
+    resume: bytes | None = None,
+) -> dict[str, Any]:
     """Train every strategy, evaluate on the test split, hand over results; return metrics.
 
     Raises `TrainingStopped` when `callbacks.should_stop()` said so (checkpoint handed over);
@@ -117,17 +122,31 @@ def train_classifier(params: dict[str, Any] | ClassifierParams, callbacks: Callb
     val, test = prep.part("val"), prep.part("test")
     train = prep.part("train")
     sets = {
-        "train": ImageSet(train.paths, train.labels, t.image_size, augment=t.augment,
-                          seed=t.seed, cache=t.cache_images),
-        "val": ImageSet(val.paths, val.labels, t.image_size, augment=False, seed=t.seed,
-                        cache=t.cache_images),
-        "test": ImageSet(test.paths, test.labels, t.image_size, augment=False, seed=t.seed,
-                         cache=False),
-    }  # fmt: skip
+        "train": ImageSet(
+            train.paths,
+            train.labels,
+            t.image_size,
+            augment=t.augment,
+            seed=t.seed,
+            cache=t.cache_images,
+        ),
+        "val": ImageSet(
+            val.paths, val.labels, t.image_size, augment=False, seed=t.seed, cache=t.cache_images
+        ),
+        "test": ImageSet(
+            test.paths, test.labels, t.image_size, augment=False, seed=t.seed, cache=False
+        ),
+    }
     syn = None
     if prep.synthetic is not None:
-        syn = ImageSet(prep.synthetic.paths, prep.synthetic.labels, t.image_size,
-                       augment=t.augment, seed=t.seed + 1, cache=t.cache_images)  # fmt: skip
+        syn = ImageSet(
+            prep.synthetic.paths,
+            prep.synthetic.labels,
+            t.image_size,
+            augment=t.augment,
+            seed=t.seed + 1,
+            cache=t.cache_images,
+        )
     with determinism(t.deterministic, session.device):
         for strategy in p.strategies:
             if strategy in session.state["results"]:
@@ -141,12 +160,22 @@ def train_classifier(params: dict[str, Any] | ClassifierParams, callbacks: Callb
                 stages[stage.key] = session.run_stage(stage, model, sets["val"], val.labels)
                 if stages[stage.key]["best_model"] is not None:
                     model.load_state_dict(stages[stage.key]["best_model"])
-            outputs.finish_arm(session, strategy, model, (sets["val"], sets["test"]),
-                               (val, test), stages, cb, p.eval.age_bins)  # fmt: skip
+            outputs.finish_arm(
+                session,
+                strategy,
+                model,
+                (sets["val"], sets["test"]),
+                (val, test),
+                stages,
+                cb,
+                p.eval.age_bins,
+            )
     return _finish(prep, session, cb, (val, test))
 
 
-def _finish(prep: Prepared, session: Session, cb: Callbacks, tables: tuple[Table, Table]) -> dict[str, Any]:
+def _finish(
+    prep: Prepared, session: Session, cb: Callbacks, tables: tuple[Table, Table]
+) -> dict[str, Any]:
     p = prep.params
     metrics = outputs.evaluate_all(session, tables, p.eval, p.train.seed)
     doc = {
@@ -154,10 +183,12 @@ def _finish(prep: Prepared, session: Session, cb: Callbacks, tables: tuple[Table
         "labels": prep.real.label_names,
         "inputs": prep.summary,
         "strategies": {
-            s: {"test": metrics[s],
-                "training": outputs.training_summary(session.state["results"][s]["stages"])}
+            s: {
+                "test": metrics[s],
+                "training": outputs.training_summary(session.state["results"][s]["stages"]),
+            }
             for s in p.strategies
-        },  # fmt: skip
+        },
         "comparison": compare(metrics),
         "seeds": outputs.seeds(p.train.seed),
         "environment": outputs.environment(session),
@@ -174,8 +205,10 @@ def _finish(prep: Prepared, session: Session, cb: Callbacks, tables: tuple[Table
         f"{p.eval.min_group_size} such images.",
     ]
     extra = ["## Plots", "", *(f"![{n}]({n})" for n in plots)]
-    cb.save_artifact(report.markdown("Classifier training strategies", intro, metrics, extra).encode(),
-                     "report.md")  # fmt: skip
+    cb.save_artifact(
+        report.markdown("Classifier training strategies", intro, metrics, extra).encode(),
+        "report.md",
+    )
     return doc
 
 

@@ -55,7 +55,9 @@ def square(x: torch.Tensor, side: int) -> torch.Tensor:
     if (h, w) != (side, side):
         scale = side / min(h, w)
         size = (max(side, round(h * scale)), max(side, round(w * scale)))
-        x = F.interpolate(x[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+        x = F.interpolate(x[None], size=size, mode="bilinear", antialias=True, align_corners=False)[
+            0
+        ]
         top, left = (x.shape[1] - side) // 2, (x.shape[2] - side) // 2
         x = x[:, top : top + side, left : left + side]
     return x.clamp(0.0, 1.0)
@@ -67,20 +69,33 @@ def augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
 
     side = x.shape[-1]
     angle = float(rng.uniform(-ROTATE_DEG, ROTATE_DEG))
-    shift = [int(round(float(rng.uniform(-SHIFT, SHIFT)) * side)) for _ in range(2)]
+    shift = [round(float(rng.uniform(-SHIFT, SHIFT)) * side) for _ in range(2)]
     scale = float(rng.uniform(1 - ZOOM, 1 + ZOOM))
     out: torch.Tensor = TF.affine(
-        x, angle=angle, translate=shift, scale=scale, shear=[0.0, 0.0],
-        interpolation=InterpolationMode.BILINEAR, fill=0.0,
-    )  # fmt: skip
+        x,
+        angle=angle,
+        translate=shift,
+        scale=scale,
+        shear=[0.0, 0.0],
+        interpolation=InterpolationMode.BILINEAR,
+        fill=0.0,
+    )
     return out
 
 
 class ImageSet(Dataset):
     """Images at `side` px, normalised to [-1,1]; augmented per (seed, epoch, index) if asked."""
 
-    def __init__(self, paths: list[str], labels: np.ndarray, side: int, *, augment: bool,
-                 seed: int, cache: bool) -> None:  # fmt: skip
+    def __init__(
+        self,
+        paths: list[str],
+        labels: np.ndarray,
+        side: int,
+        *,
+        augment: bool,
+        seed: int,
+        cache: bool,
+    ) -> None:
         self.paths, self.labels, self.side = paths, torch.from_numpy(labels), side
         self.augment, self.seed, self.epoch = augment, seed, 0
         self._cache: dict[int, torch.Tensor] | None = {} if cache else None
@@ -151,8 +166,13 @@ def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[i
 
 def loader(dataset: Dataset, batches: list[list[int]], workers: int, seed: int) -> DataLoader:
     generator = torch.Generator().manual_seed(seed)  # keeps the global torch RNG untouched
-    return DataLoader(dataset, batch_sampler=batches, num_workers=workers, generator=generator,
-                      pin_memory=torch.cuda.is_available())  # fmt: skip
+    return DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=workers,
+        generator=generator,
+        pin_memory=torch.cuda.is_available(),
+    )
 
 
 def ordered_batches(n: int, batch_size: int) -> Iterator[list[int]]:

@@ -20,6 +20,7 @@ from typing import Any
 import fsspec
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from core.errors import InvalidInput
 from workers.imaging.writers import read_latent
@@ -71,7 +72,9 @@ def _factor(p: LatentClassifierParams, rows: list[dict[str, Any]]) -> int:
         return p.factor
     match = re.match(r"medvae-(\d+)-", str(rows[0].get("model") or ""))
     if not match:
-        raise InvalidInput("cannot tell the latents' downsizing factor from the manifest; set `factor`")
+        raise InvalidInput(
+            "cannot tell the latents' downsizing factor from the manifest; set `factor`"
+        )
     return int(match.group(1))
 
 
@@ -81,7 +84,9 @@ def prepare(params: dict[str, Any] | LatentClassifierParams) -> LatentInputs:
     real = read_real(p.real)
     rows = [r for r in read_manifest(p.latents) if r.get("status") == "ok" and r.get("latent_file")]
     if not rows:
-        raise InvalidInput("the latent dataset has no encoded files (no manifest row with status ok)")
+        raise InvalidInput(
+            "the latent dataset has no encoded files (no manifest row with status ok)"
+        )
     where = {_key(path): i for i, path in enumerate(real.paths)}
     matched = [(r, where[_key(r["source"])]) for r in rows if _key(r["source"]) in where]
     if not matched:
@@ -102,12 +107,16 @@ def prepare(params: dict[str, Any] | LatentClassifierParams) -> LatentInputs:
     inputs = LatentInputs(p, table, files, shape, _factor(p, rows), stem, split, {})
     check_validation(inputs.part("val")[0])
     inputs.summary = {
-        "latents": len(rows), "matched": len(matched), "unmatched": len(rows) - len(matched),
-        "latent_shape": shape, "factor": inputs.factor, "image_side": shape[1] * inputs.factor,
+        "latents": len(rows),
+        "matched": len(matched),
+        "unmatched": len(rows) - len(matched),
+        "latent_shape": shape,
+        "factor": inputs.factor,
+        "image_side": shape[1] * inputs.factor,
         "latent_stem": stem,
         "labels": real.label_names,
         "splits": {s: int((split == s).sum()) for s in ("train", "val", "test")},
-    }  # fmt: skip
+    }
     return inputs
 
 
@@ -132,9 +141,11 @@ def _standardise(x: torch.Tensor, train: np.ndarray) -> tuple[torch.Tensor, dict
     return (x - mean) / std, {"mean": mean.flatten().tolist(), "std": std.flatten().tolist()}
 
 
-def train_latent_classifier(params: dict[str, Any] | LatentClassifierParams,
-                            callbacks: Callbacks | None = None,
-                            resume: bytes | None = None) -> dict[str, Any]:  # fmt: skip
+def train_latent_classifier(
+    params: dict[str, Any] | LatentClassifierParams,
+    callbacks: Callbacks | None = None,
+    resume: bytes | None = None,
+) -> dict[str, Any]:
     """Train the latent arm (and the image arm), evaluate both on the test split; metrics doc."""
     inputs = prepare(params)
     p, cb, t = inputs.params, callbacks or Callbacks(), inputs.params.train
@@ -142,29 +153,50 @@ def train_latent_classifier(params: dict[str, Any] | LatentClassifierParams,
     latents, norm = _standardise(load_latents(inputs.files), splits.indices(inputs.split, "train"))
     side = inputs.shape[1] * inputs.factor
     parts = {s: inputs.part(s) for s in ("train", "val", "test")}
-    arms = {"latent": {s: TensorSet(latents[idx], tab.labels) for s, (tab, idx) in parts.items()}}
+    arms: dict[str, dict[str, Dataset]] = {
+        "latent": {s: TensorSet(latents[idx], tab.labels) for s, (tab, idx) in parts.items()}
+    }
     if p.compare_images:
-        arms["image"] = {s: ImageSet(tab.paths, tab.labels, side, augment=False, seed=t.seed,
-                                     cache=t.cache_images) for s, (tab, _) in parts.items()}  # fmt: skip
+        arms["image"] = {
+            s: ImageSet(
+                tab.paths, tab.labels, side, augment=False, seed=t.seed, cache=t.cache_images
+            )
+            for s, (tab, _) in parts.items()
+        }
     n_labels = len(inputs.table.label_names)
     sizes = {}
     with determinism(t.deterministic, session.device):
         for arm, sets in arms.items():
             torch.manual_seed(t.seed)
-            model = build(p.model, n_labels, in_channels=inputs.shape[0] if arm == "latent" else 1,
-                          stem=inputs.stem if arm == "latent" else "full")  # fmt: skip
+            model = build(
+                p.model,
+                n_labels,
+                in_channels=inputs.shape[0] if arm == "latent" else 1,
+                stem=inputs.stem if arm == "latent" else "full",
+            )
             sizes[arm] = count_parameters(model)
             if arm in session.state["results"]:
                 continue
             if p.model.checkpoint:
                 load_initial(model, p.model.checkpoint)
-            stage = session.run_stage(Stage(arm, sets["train"], t.epochs, t.lr), model,
-                                      sets["val"], parts["val"][0].labels)  # fmt: skip
+            stage = session.run_stage(
+                Stage(arm, sets["train"], t.epochs, t.lr),
+                model,
+                sets["val"],
+                parts["val"][0].labels,
+            )
             if stage["best_model"] is not None:
                 model.load_state_dict(stage["best_model"])
-            outputs.finish_arm(session, arm, model, (sets["val"], sets["test"]),
-                               (parts["val"][0], parts["test"][0]), {arm: stage}, cb,
-                               p.eval.age_bins)  # fmt: skip
+            outputs.finish_arm(
+                session,
+                arm,
+                model,
+                (sets["val"], sets["test"]),
+                (parts["val"][0], parts["test"][0]),
+                {arm: stage},
+                cb,
+                p.eval.age_bins,
+            )
     return _finish(inputs, session, cb, (parts["val"][0], parts["test"][0]), norm, sizes)
 
 
@@ -172,17 +204,27 @@ def _throughput(session: Session) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for arm, r in session.state["results"].items():
         s = r["stages"][arm]
-        out[arm] = {"loop_images_per_s": s["samples"] / s["loop_s"] if s["loop_s"] else None,
-                    "step_images_per_s": s["samples"] / s["step_s"] if s["step_s"] else None,
-                    "images_seen": s["samples"]}  # fmt: skip
+        out[arm] = {
+            "loop_images_per_s": s["samples"] / s["loop_s"] if s["loop_s"] else None,
+            "step_images_per_s": s["samples"] / s["step_s"] if s["step_s"] else None,
+            "images_seen": s["samples"],
+        }
     if "image" in out and out["image"]["loop_images_per_s"]:
         for kind in ("loop", "step"):
-            out[f"{kind}_speedup"] = out["latent"][f"{kind}_images_per_s"] / out["image"][f"{kind}_images_per_s"]
+            out[f"{kind}_speedup"] = (
+                out["latent"][f"{kind}_images_per_s"] / out["image"][f"{kind}_images_per_s"]
+            )
     return out
 
 
-def _finish(inputs: LatentInputs, session: Session, cb: Callbacks, tables: tuple[Table, Table],
-            norm: dict[str, Any], sizes: dict[str, int]) -> dict[str, Any]:  # fmt: skip
+def _finish(
+    inputs: LatentInputs,
+    session: Session,
+    cb: Callbacks,
+    tables: tuple[Table, Table],
+    norm: dict[str, Any],
+    sizes: dict[str, int],
+) -> dict[str, Any]:
     p = inputs.params
     metrics = outputs.evaluate_all(session, tables, p.eval, p.train.seed)
     speed = _throughput(session)
@@ -190,9 +232,14 @@ def _finish(inputs: LatentInputs, session: Session, cb: Callbacks, tables: tuple
         "task": "train-latent-classifier",
         "labels": inputs.table.label_names,
         "inputs": inputs.summary,
-        "arms": {a: {"test": metrics[a], "parameters": sizes[a],
-                     "training": outputs.training_summary(session.state["results"][a]["stages"])}
-                 for a in metrics},  # fmt: skip
+        "arms": {
+            a: {
+                "test": metrics[a],
+                "parameters": sizes[a],
+                "training": outputs.training_summary(session.state["results"][a]["stages"]),
+            }
+            for a in metrics
+        },
         "throughput": speed,
         "latent_normalisation": norm,
         "seeds": outputs.seeds(p.train.seed),
@@ -207,11 +254,17 @@ def _finish(inputs: LatentInputs, session: Session, cb: Callbacks, tables: tuple
         f"model {p.model.arch}, latent arm stem: {inputs.stem} (full = unchanged); "
         "no augmentation.",
         "Training throughput (images/s, whole loop incl. data): "
-        + ", ".join(f"{a} {v['loop_images_per_s']:.1f}" for a, v in speed.items()
-                    if isinstance(v, dict) and v["loop_images_per_s"])
-        + (f"; latent/image {speed['loop_speedup']:.2f}x" if "loop_speedup" in speed else "") + ".",
-    ]  # fmt: skip
+        + ", ".join(
+            f"{a} {v['loop_images_per_s']:.1f}"
+            for a, v in speed.items()
+            if isinstance(v, dict) and v["loop_images_per_s"]
+        )
+        + (f"; latent/image {speed['loop_speedup']:.2f}x" if "loop_speedup" in speed else "")
+        + ".",
+    ]
     extra = ["## Plots", "", *(f"![{n}]({n})" for n in plots)]
-    cb.save_artifact(report.markdown("Latent versus image classifier", intro, metrics, extra).encode(),
-                     "report.md")  # fmt: skip
+    cb.save_artifact(
+        report.markdown("Latent versus image classifier", intro, metrics, extra).encode(),
+        "report.md",
+    )
     return doc

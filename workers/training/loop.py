@@ -71,8 +71,11 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 @contextmanager
 def determinism(enabled: bool, device: torch.device) -> Iterator[None]:
     """Deterministic kernels for the run (warn where an op has none); restored afterwards."""
-    before = (torch.are_deterministic_algorithms_enabled(),
-              torch.is_deterministic_algorithms_warn_only_enabled(), torch.backends.cudnn.benchmark)  # fmt: skip
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+    )
     if enabled:
         if device.type == "cuda":
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -101,13 +104,22 @@ def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 class Session:
     """One run's device, precision, host callbacks and checkpointed state."""
 
-    def __init__(self, options: TrainOptions, callbacks: Callbacks, fingerprint: str,
-                 resume: bytes | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        options: TrainOptions,
+        callbacks: Callbacks,
+        fingerprint: str,
+        resume: bytes | None = None,
+    ) -> None:
         self.options, self.callbacks = options, callbacks
         self.device = pick_device(options.device)
         self.amp = amp_dtype(options.amp, self.device)
-        self.state: dict[str, Any] = {"fingerprint": fingerprint, "stages": {}, "results": {},
-                                      "active": None}  # fmt: skip
+        self.state: dict[str, Any] = {
+            "fingerprint": fingerprint,
+            "stages": {},
+            "results": {},
+            "active": None,
+        }
         if resume is not None:
             state = ckpt.load(resume)
             if state.get("fingerprint") != fingerprint:
@@ -122,8 +134,15 @@ class Session:
         self.callbacks.save_checkpoint(ckpt.dump({**self.state, "active": active}), name)
         return name
 
-    def _active(self, stage: Stage, model: nn.Module, optimizer: Any, scheduler: Any,
-                scaler: Any, progress: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    def _active(
+        self,
+        stage: Stage,
+        model: nn.Module,
+        optimizer: Any,
+        scheduler: Any,
+        scaler: Any,
+        progress: dict[str, Any],
+    ) -> dict[str, Any]:
         return {
             "stage": stage.key,
             "model": _cpu_copy(model.state_dict()),
@@ -136,8 +155,9 @@ class Session:
 
     # ---- one stage ---------------------------------------------------------------------
 
-    def run_stage(self, stage: Stage, model: nn.Module, val: Dataset,
-                  val_labels: np.ndarray) -> dict[str, Any]:  # fmt: skip
+    def run_stage(
+        self, stage: Stage, model: nn.Module, val: Dataset, val_labels: np.ndarray
+    ) -> dict[str, Any]:
         """Train until early stopping or the last epoch; return best weights and history."""
         if stage.key in self.state["stages"]:
             done: dict[str, Any] = self.state["stages"][stage.key]
@@ -161,23 +181,44 @@ class Session:
             progress = dict(active["progress"])
         else:
             ckpt.seed_all(stage_seed(o.seed, stage.key))
-            progress = {"epoch": 0, "step": 0, "best": -math.inf, "best_epoch": -1, "bad": 0,
-                        "best_model": None, "history": [], "loop_s": 0.0, "step_s": 0.0,
-                        "samples": 0, "loss_sum": 0.0, "loss_n": 0, "finished": False}  # fmt: skip
+            progress = {
+                "epoch": 0,
+                "step": 0,
+                "best": -math.inf,
+                "best_epoch": -1,
+                "bad": 0,
+                "best_model": None,
+                "history": [],
+                "loop_s": 0.0,
+                "step_s": 0.0,
+                "samples": 0,
+                "loss_sum": 0.0,
+                "loss_n": 0,
+                "finished": False,
+            }
         self.callbacks.stage(stage.key, stage.epochs, per_epoch)
         parts = (stage, model, optimizer, scheduler, scaler, progress)
         while not progress["finished"]:
             self._train_epoch(*parts)
             self._end_epoch(*parts, val, val_labels)
-        result = {k: progress[k] for k in ("best", "best_epoch", "best_model", "history",
-                                           "loop_s", "step_s", "samples")}  # fmt: skip
+        result = {
+            k: progress[k]
+            for k in ("best", "best_epoch", "best_model", "history", "loop_s", "step_s", "samples")
+        }
         result["steps_per_epoch"] = per_epoch
         self.state["stages"][stage.key] = result
         self.state["active"] = None
         return result
 
-    def _train_epoch(self, stage: Stage, model: nn.Module, optimizer: Any, scheduler: Any,
-                     scaler: Any, progress: dict[str, Any]) -> None:  # fmt: skip
+    def _train_epoch(
+        self,
+        stage: Stage,
+        model: nn.Module,
+        optimizer: Any,
+        scheduler: Any,
+        scaler: Any,
+        progress: dict[str, Any],
+    ) -> None:
         o, epoch = self.options, progress["epoch"]
         seed = stage_seed(o.seed, stage.key)
         batches = epoch_batches(len(stage.train), o.batch_size, seed, epoch)  # type: ignore[arg-type]
@@ -195,21 +236,33 @@ class Session:
             t1 = time.perf_counter()
             loss = self._step(model, optimizer, scheduler, scaler, x, y)
             t2 = time.perf_counter()
-            progress.update(step=step + 1, loop_s=progress["loop_s"] + t2 - t0,
-                            step_s=progress["step_s"] + t2 - t1,
-                            samples=progress["samples"] + len(x),
-                            loss_sum=progress["loss_sum"] + loss, loss_n=progress["loss_n"] + 1)  # fmt: skip
+            progress.update(
+                step=step + 1,
+                loop_s=progress["loop_s"] + t2 - t0,
+                step_s=progress["step_s"] + t2 - t1,
+                samples=progress["samples"] + len(x),
+                loss_sum=progress["loss_sum"] + loss,
+                loss_n=progress["loss_n"] + 1,
+            )
             self.callbacks.progress(epoch, step + 1, loss, None)
             every = o.checkpoint_every_steps
             if every and (step + 1) % every == 0 and step + 1 < len(batches):
                 name = f"{_safe(stage.key)}-e{epoch + 1:03d}-s{step + 1:05d}.ckpt"
                 self.save(name, self._active(stage, model, optimizer, scheduler, scaler, progress))
 
-    def _step(self, model: nn.Module, optimizer: Any, scheduler: Any, scaler: Any,
-              x: torch.Tensor, y: torch.Tensor) -> float:  # fmt: skip
+    def _step(
+        self,
+        model: nn.Module,
+        optimizer: Any,
+        scheduler: Any,
+        scaler: Any,
+        x: torch.Tensor,
+        y: torch.Tensor,
+    ) -> float:
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=self.amp or torch.float32,
-                            enabled=self.amp is not None):  # fmt: skip
+        with torch.autocast(
+            self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
+        ):
             logits = model(x)
         loss = masked_bce(logits, y)
         optimizer.zero_grad(set_to_none=True)
@@ -223,27 +276,50 @@ class Session:
         scheduler.step()
         return float(loss.detach())
 
-    def _end_epoch(self, stage: Stage, model: nn.Module, optimizer: Any, scheduler: Any,
-                   scaler: Any, progress: dict[str, Any], val: Dataset,
-                   val_labels: np.ndarray) -> None:  # fmt: skip
+    def _end_epoch(
+        self,
+        stage: Stage,
+        model: nn.Module,
+        optimizer: Any,
+        scheduler: Any,
+        scaler: Any,
+        progress: dict[str, Any],
+        val: Dataset,
+        val_labels: np.ndarray,
+    ) -> None:
         """Validate, update early stopping, report, checkpoint."""
         o, epoch = self.options, progress["epoch"]
         probs = self.predict(model, val)
-        metric = point_metrics(val_labels, probs, np.full(val_labels.shape[1], 0.5),
-                               [str(i) for i in range(val_labels.shape[1])])["mean_auroc"]  # fmt: skip
+        metric = point_metrics(
+            val_labels,
+            probs,
+            np.full(val_labels.shape[1], 0.5),
+            [str(i) for i in range(val_labels.shape[1])],
+        )["mean_auroc"]
         train_loss = progress["loss_sum"] / max(progress["loss_n"], 1)
-        progress["history"] = [*progress["history"], {
-            "epoch": epoch + 1, "train_loss": train_loss, "val_mean_auroc": metric,
-            "lr": float(scheduler.get_last_lr()[0])}]  # fmt: skip
+        progress["history"] = [
+            *progress["history"],
+            {
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "val_mean_auroc": metric,
+                "lr": float(scheduler.get_last_lr()[0]),
+            },
+        ]
         if not math.isnan(metric) and metric > progress["best"] + o.min_delta:
-            progress.update(best=metric, best_epoch=epoch + 1, bad=0,
-                            best_model=_cpu_copy(model.state_dict()))  # fmt: skip
+            progress.update(
+                best=metric, best_epoch=epoch + 1, bad=0, best_model=_cpu_copy(model.state_dict())
+            )
         else:
             progress["bad"] += 1
         progress.update(epoch=epoch + 1, step=0, loss_sum=0.0, loss_n=0)
         progress["finished"] = progress["bad"] >= o.patience or epoch + 1 >= stage.epochs
-        self.callbacks.progress(epoch, len(epoch_batches(len(stage.train), o.batch_size, 0, 0)),  # type: ignore[arg-type]
-                                train_loss, metric)  # fmt: skip
+        self.callbacks.progress(
+            epoch,
+            len(epoch_batches(len(stage.train), o.batch_size, 0, 0)),  # type: ignore[arg-type]
+            train_loss,
+            metric,
+        )
         name = f"{_safe(stage.key)}-e{epoch + 1:03d}.ckpt"
         self.save(name, self._active(stage, model, optimizer, scheduler, scaler, progress))
 
@@ -257,8 +333,9 @@ class Session:
         batches = list(ordered_batches(len(dataset), self.options.batch_size))  # type: ignore[arg-type]
         outs = []
         for x, _ in loader(dataset, batches, self.options.num_workers, 0):
-            with torch.autocast(self.device.type, dtype=self.amp or torch.float32,
-                                enabled=self.amp is not None):  # fmt: skip
+            with torch.autocast(
+                self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None
+            ):
                 logits = model(x.to(self.device))
             outs.append(torch.sigmoid(logits.float()).cpu().numpy())
         model.train()

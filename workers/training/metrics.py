@@ -7,6 +7,7 @@
   "No Finding", i.e. among test images with any finding, the share predicted "No Finding"
   (p >= its threshold). Without a "No Finding" label: the share with no label predicted.
   Per subgroup value; the gap = max - min over subgroups with >= `min_group_size` sick images.
+  Each subgroup also gets its mean AUROC and accuracy (point estimates).
 - 95% CIs: percentile bootstrap over test images (seeded, `bootstrap` resamples).
 """
 
@@ -71,14 +72,15 @@ def group_values(demo: dict[str, list[Any]], attribute: str) -> list[str]:
     return ["|".join(str(demo[p][i]) for p in parts) for i in range(len(demo[parts[0]]))]
 
 
-def underdiagnosed(y: np.ndarray, p: np.ndarray, thr: np.ndarray, names: list[str],
-                   no_finding: str) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def underdiagnosed(
+    y: np.ndarray, p: np.ndarray, thr: np.ndarray, names: list[str], no_finding: str
+) -> tuple[np.ndarray, np.ndarray]:
     """(sick, called healthy) per image."""
     if no_finding in names:
         j = names.index(no_finding)
-        return (y[:, j] == 0), (p[:, j] >= thr[j])
-    sick = np.nansum(y, axis=1) > 0
-    return sick, (p < thr[None, :]).all(axis=1)
+        return np.asarray(y[:, j] == 0), np.asarray(p[:, j] >= thr[j])
+    sick = np.asarray(np.nansum(y, axis=1) > 0)
+    return sick, np.asarray((p < thr[None, :]).all(axis=1))
 
 
 def _rate(sick: np.ndarray, healthy: np.ndarray) -> float:
@@ -98,8 +100,9 @@ def _clean(x: float) -> float | None:
     return None if x is None or math.isnan(x) else float(x)
 
 
-def point_metrics(y: np.ndarray, p: np.ndarray, thr: np.ndarray, names: list[str],
-                  auroc: Any = roc_auc_score) -> dict[str, Any]:  # fmt: skip
+def point_metrics(
+    y: np.ndarray, p: np.ndarray, thr: np.ndarray, names: list[str], auroc: Any = roc_auc_score
+) -> dict[str, Any]:
     """AUROC, accuracy, sensitivity, specificity per label and their means."""
     per: dict[str, Any] = {}
     for j, name in enumerate(names):
@@ -114,26 +117,36 @@ def point_metrics(y: np.ndarray, p: np.ndarray, thr: np.ndarray, names: list[str
             "specificity": float((~called[neg]).mean()) if neg.any() else math.nan,
             "threshold": float(thr[j]),
             "positives": int(pos.sum()),
-            "n": int(len(yj)),
+            "n": len(yj),
         }
     aurocs = [m["auroc"] for m in per.values() if not math.isnan(m["auroc"])]
     accs = [m["accuracy"] for m in per.values() if not math.isnan(m["accuracy"])]
-    return {"labels": per, "mean_auroc": float(np.mean(aurocs)) if aurocs else math.nan,
-            "mean_accuracy": float(np.mean(accs)) if accs else math.nan}  # fmt: skip
+    return {
+        "labels": per,
+        "mean_auroc": float(np.mean(aurocs)) if aurocs else math.nan,
+        "mean_accuracy": float(np.mean(accs)) if accs else math.nan,
+    }
 
 
-def fairness(sick: np.ndarray, healthy: np.ndarray, by: dict[str, np.ndarray],
-             options: EvalOptions) -> dict[str, Any]:  # fmt: skip
+def fairness(
+    sick: np.ndarray, healthy: np.ndarray, by: dict[str, np.ndarray], options: EvalOptions
+) -> dict[str, Any]:
     """Underdiagnosis rate per subgroup value and the max - min gap per attribute."""
     out: dict[str, Any] = {}
     for attribute, values in by.items():
         groups = {}
         for value in sorted(set(values.tolist())):
             mask = values == value
-            groups[value] = {"n": int(mask.sum()), "n_sick": int((sick & mask).sum()),
-                             "rate": _rate(sick[mask], healthy[mask])}  # fmt: skip
-        included = {v: g["rate"] for v, g in groups.items()
-                    if g["n_sick"] >= options.min_group_size and UNKNOWN not in v.split("|")}  # fmt: skip
+            groups[value] = {
+                "n": int(mask.sum()),
+                "n_sick": int((sick & mask).sum()),
+                "rate": _rate(sick[mask], healthy[mask]),
+            }
+        included = {
+            v: g["rate"]
+            for v, g in groups.items()
+            if g["n_sick"] >= options.min_group_size and UNKNOWN not in v.split("|")
+        }
         gap = max(included.values()) - min(included.values()) if len(included) >= 2 else math.nan
         out[attribute] = {
             "groups": groups,
@@ -145,9 +158,16 @@ def fairness(sick: np.ndarray, healthy: np.ndarray, by: dict[str, np.ndarray],
     return out
 
 
-def evaluate(y_val: np.ndarray, p_val: np.ndarray, y_test: np.ndarray, p_test: np.ndarray,
-             demo: dict[str, list[Any]], names: list[str], options: EvalOptions,
-             seed: int) -> dict[str, Any]:  # fmt: skip
+def evaluate(
+    y_val: np.ndarray,
+    p_val: np.ndarray,
+    y_test: np.ndarray,
+    p_test: np.ndarray,
+    demo: dict[str, list[Any]],
+    names: list[str],
+    options: EvalOptions,
+    seed: int,
+) -> dict[str, Any]:
     """Every test metric with its bootstrap CI; `demo` holds sex/age_bin/race per test image."""
     thr = thresholds(y_val, p_val, options)
     point = point_metrics(y_test, p_test, thr, names)
@@ -162,22 +182,37 @@ def evaluate(y_val: np.ndarray, p_val: np.ndarray, y_test: np.ndarray, p_test: n
         f["gap_ci"] = _ci(boot[f"gap:{attribute}"], options.ci)
         for value, g in f["groups"].items():
             g["rate_ci"] = _ci(boot[f"rate:{attribute}:{value}"], options.ci)
+            mask = by[attribute] == value
+            sub = point_metrics(y_test[mask], p_test[mask], thr, names)
+            g["mean_auroc"], g["mean_accuracy"] = sub["mean_auroc"], sub["mean_accuracy"]
     result = {
-        "n_val": int(len(y_val)),
-        "n_test": int(len(y_test)),
+        "n_val": len(y_val),
+        "n_test": len(y_test),
         "threshold_rule": options.threshold if options.threshold == "fixed" else "youden-on-val",
         **point,
         "mean_auroc_ci": _ci(boot["mean_auroc"], options.ci),
         "mean_accuracy_ci": _ci(boot["mean_accuracy"], options.ci),
         "underdiagnosis": {"overall": _rate(sick, healthy), "by": fair},
-        "bootstrap": {"resamples": options.bootstrap, "seed": seed, "level": options.ci,
-                      "unit": "test image", "method": "percentile"},  # fmt: skip
+        "bootstrap": {
+            "resamples": options.bootstrap,
+            "seed": seed,
+            "level": options.ci,
+            "unit": "test image",
+            "method": "percentile",
+        },
     }
     return to_json(result)
 
 
-def _bootstrap(y: np.ndarray, p: np.ndarray, thr: np.ndarray, names: list[str],
-               by: dict[str, np.ndarray], options: EvalOptions, seed: int) -> dict[str, list[float]]:  # fmt: skip
+def _bootstrap(
+    y: np.ndarray,
+    p: np.ndarray,
+    thr: np.ndarray,
+    names: list[str],
+    by: dict[str, np.ndarray],
+    options: EvalOptions,
+    seed: int,
+) -> dict[str, list[float]]:
     """Metric values over `bootstrap` resamples of the test images (missing key: [])."""
     out: defaultdict[str, list[float]] = defaultdict(list)
     rng = np.random.default_rng([seed, 7])

@@ -1,4 +1,4 @@
-"""The classifier: MONAI's DenseNet (DenseNet-121 by default), one input channel, one logit per label.
+"""The classifier: MONAI's DenseNet (DenseNet-121 by default), grayscale in, one logit per label.
 
 Latents go through the same network, as MedVAE's own classification code does (it applies an
 unchanged timm ResNet-50 / MONAI SEResNet-152 to latents, only `in_chans` changes:
@@ -22,7 +22,6 @@ from torch import nn
 
 from core.errors import InvalidInput
 from workers.training.params import ModelOptions
-
 
 STEMS = ("full", "no-pool", "none")
 MIN_FINAL_SIDE = 2
@@ -50,13 +49,19 @@ def latent_stem(options: ModelOptions, side: int) -> str:
     )
 
 
-def build(options: ModelOptions, n_labels: int, in_channels: int = 1, stem: str = "full") -> nn.Module:
+def build(
+    options: ModelOptions, n_labels: int, in_channels: int = 1, stem: str = "full"
+) -> nn.Module:
     """A freshly initialised classifier (torch's global RNG: seed it first)."""
     from monai.networks.nets import DenseNet, DenseNet121
 
     if options.arch == "densenet121":
-        model: nn.Module = DenseNet121(spatial_dims=2, in_channels=in_channels,
-                                       out_channels=n_labels, dropout_prob=options.dropout)  # fmt: skip
+        model: nn.Module = DenseNet121(
+            spatial_dims=2,
+            in_channels=in_channels,
+            out_channels=n_labels,
+            dropout_prob=options.dropout,
+        )
         features = 64
     else:
         model = DenseNet(
@@ -69,12 +74,13 @@ def build(options: ModelOptions, n_labels: int, in_channels: int = 1, stem: str 
             dropout_prob=options.dropout,
         )
         features = options.init_features
+    stages: Any = model.features
     if stem != "full":
-        model.features.pool0 = nn.Identity()
+        stages.pool0 = nn.Identity()
     if stem == "none":
         conv = nn.Conv2d(in_channels, features, kernel_size=3, stride=1, padding=1, bias=False)
         nn.init.kaiming_normal_(conv.weight)
-        model.features.conv0 = conv
+        stages.conv0 = conv
     return model
 
 
@@ -97,7 +103,9 @@ def load_initial(model: nn.Module, url: str) -> dict[str, Any]:
     own = model.state_dict()
     usable = {k: v for k, v in raw.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if not usable:
-        raise InvalidInput(f"model checkpoint {url!r} shares no weights with {type(model).__name__}")
+        raise InvalidInput(
+            f"model checkpoint {url!r} shares no weights with {type(model).__name__}"
+        )
     model.load_state_dict(usable, strict=False)
     return {"loaded": len(usable), "skipped": sorted(set(raw) - set(usable))[:20]}
 

@@ -24,7 +24,10 @@ from workers.training.sources import Table
 
 P = TypeVar("P", bound=BaseModel)
 # Options that change how a run executes, never what it computes: left out of the fingerprint.
-EXECUTION_ONLY = {"train": {"num_workers", "checkpoint_every_steps", "cache_images"}, "eval": True}
+EXECUTION_ONLY: Any = {
+    "train": {"num_workers", "checkpoint_every_steps", "cache_images"},
+    "eval": True,
+}
 
 
 def parse(params: dict[str, Any] | BaseModel, model: type[P]) -> P:
@@ -34,8 +37,10 @@ def parse(params: dict[str, Any] | BaseModel, model: type[P]) -> P:
     try:
         return model.model_validate(params if isinstance(params, dict) else params.model_dump())
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}"
-                             for e in exc.errors()[:5])  # fmt: skip
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}"
+            for e in exc.errors()[:5]
+        )
         raise InvalidInput(f"invalid training params: {problems}") from None
 
 
@@ -49,14 +54,24 @@ def demographics(table: Table, bins: list[tuple[int, int]]) -> dict[str, list[An
     return {"sex": table.sex, "race": table.race, "age_bin": [age_bin(a, bins) for a in table.age]}
 
 
-def finish_arm(session: Session, arm: str, model: nn.Module, sets: tuple[Dataset, Dataset],
-               tables: tuple[Table, Table], stages: dict[str, Any], callbacks: Callbacks,
-               bins: list[tuple[int, int]]) -> None:  # fmt: skip
+def finish_arm(
+    session: Session,
+    arm: str,
+    model: nn.Module,
+    sets: tuple[Dataset, Dataset],
+    tables: tuple[Table, Table],
+    stages: dict[str, Any],
+    callbacks: Callbacks,
+    bins: list[tuple[int, int]],
+) -> None:
     """Predict val and test with the final weights, hand over predictions and weights, record."""
     val_probs, test_probs = session.predict(model, sets[0]), session.predict(model, sets[1])
-    callbacks.save_artifact(report.predictions_csv(
-        [("val", tables[0], val_probs), ("test", tables[1], test_probs)], bins),
-        f"predictions/{arm}.csv")  # fmt: skip
+    callbacks.save_artifact(
+        report.predictions_csv(
+            [("val", tables[0], val_probs), ("test", tables[1], test_probs)], bins
+        ),
+        f"predictions/{arm}.csv",
+    )
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
     callbacks.save_artifact(buffer.getvalue(), f"models/{arm}.pt")
@@ -87,25 +102,39 @@ def training_summary(stages: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def evaluate_all(session: Session, tables: tuple[Table, Table], options: EvalOptions,
-                 seed: int) -> dict[str, Any]:  # fmt: skip
+def evaluate_all(
+    session: Session, tables: tuple[Table, Table], options: EvalOptions, seed: int
+) -> dict[str, Any]:
     val, test = tables
     demo = demographics(test, options.age_bins)
     return {
-        arm: evaluate(val.labels, r["val_probs"], test.labels, r["test_probs"], demo,
-                      test.label_names, options, seed)  # fmt: skip
+        arm: evaluate(
+            val.labels,
+            r["val_probs"],
+            test.labels,
+            r["test_probs"],
+            demo,
+            test.label_names,
+            options,
+            seed,
+        )
         for arm, r in session.state["results"].items()
     }
 
 
-def save_plots(callbacks: Callbacks, session: Session, test: Table,
-               metrics: dict[str, Any]) -> list[str]:  # fmt: skip
+def save_plots(
+    callbacks: Callbacks, session: Session, test: Table, metrics: dict[str, Any]
+) -> list[str]:
     names = []
     for arm, r in session.state["results"].items():
         aurocs = {k: v["auroc"] for k, v in metrics[arm]["labels"].items()}
         name = f"plots/roc-{arm}.png"
-        callbacks.save_artifact(report.roc_plot(f"ROC, test split: {arm}", test.labels,
-                                                r["test_probs"], test.label_names, aurocs), name)  # fmt: skip
+        callbacks.save_artifact(
+            report.roc_plot(
+                f"ROC, test split: {arm}", test.labels, r["test_probs"], test.label_names, aurocs
+            ),
+            name,
+        )
         names.append(name)
     for attribute in next(iter(metrics.values()))["underdiagnosis"]["by"]:
         name = f"plots/underdiagnosis-{attribute.replace('+', '_')}.png"

@@ -17,20 +17,44 @@ from workers.training.metrics import age_bin
 from workers.training.sources import Table
 
 
-def predictions_csv(parts: list[tuple[str, Table, np.ndarray]], bins: list[tuple[int, int]]) -> bytes:
+def predictions_csv(
+    parts: list[tuple[str, Table, np.ndarray]], bins: list[tuple[int, int]]
+) -> bytes:
     """One row per (split, image): demographics, `y:<label>` (1/0/blank) and `p:<label>`."""
     names = parts[0][1].label_names
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["split", "path", "patient", "sex", "age", "age_bin", "race",
-                     *(f"y:{n}" for n in names), *(f"p:{n}" for n in names)])  # fmt: skip
+    writer.writerow(
+        [
+            "split",
+            "path",
+            "patient",
+            "sex",
+            "age",
+            "age_bin",
+            "race",
+            *(f"y:{n}" for n in names),
+            *(f"p:{n}" for n in names),
+        ]
+    )
     for split, table, probs in parts:
         for i in range(len(table)):
             y = ["" if np.isnan(v) else str(int(v)) for v in table.labels[i]]
             p = [repr(float(v)) for v in probs[i]]
             age = "" if table.age[i] is None else repr(table.age[i])
-            writer.writerow([split, table.paths[i], table.patient[i], table.sex[i], age,
-                             age_bin(table.age[i], bins), table.race[i], *y, *p])  # fmt: skip
+            writer.writerow(
+                [
+                    split,
+                    table.paths[i],
+                    table.patient[i],
+                    table.sex[i],
+                    age,
+                    age_bin(table.age[i], bins),
+                    table.race[i],
+                    *y,
+                    *p,
+                ]
+            )
     return out.getvalue().encode()
 
 
@@ -40,8 +64,9 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def roc_plot(title: str, labels: np.ndarray, probs: np.ndarray, names: list[str],
-             aurocs: dict[str, Any]) -> bytes:  # fmt: skip
+def roc_plot(
+    title: str, labels: np.ndarray, probs: np.ndarray, names: list[str], aurocs: dict[str, Any]
+) -> bytes:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6, 6))
@@ -63,7 +88,9 @@ def underdiagnosis_plot(attribute: str, runs: dict[str, dict[str, Any]]) -> byte
     """Bars: underdiagnosis rate per subgroup value, one bar per run, 95% CI whiskers."""
     from matplotlib.figure import Figure
 
-    values = sorted({v for m in runs.values() for v in m["underdiagnosis"]["by"][attribute]["groups"]})
+    values = sorted(
+        {v for m in runs.values() for v in m["underdiagnosis"]["by"][attribute]["groups"]}
+    )
     fig = Figure(figsize=(max(5, 1.2 * len(values) * max(len(runs), 1) / 2), 4))
     ax = fig.subplots()
     width = 0.8 / max(len(runs), 1)
@@ -77,8 +104,14 @@ def underdiagnosis_plot(attribute: str, runs: dict[str, dict[str, Any]]) -> byte
         high = [c[1] - h if c else 0.0 for h, c in zip(heights, cis, strict=True)]
         gap = m["underdiagnosis"]["by"][attribute]["gap"]
         label = f"{run} (gap {gap:.3f})" if gap is not None else run
-        ax.bar(x + k * width - 0.4 + width / 2, heights, width, yerr=[low, high], capsize=3,
-               label=label)  # fmt: skip
+        ax.bar(
+            x + k * width - 0.4 + width / 2,
+            heights,
+            width,
+            yerr=[low, high],
+            capsize=3,
+            label=label,
+        )
     ax.set_xticks(x, values, rotation=30, ha="right", fontsize=8)
     ax.set(ylabel='Underdiagnosis (FPR of "No Finding")', title=f"Underdiagnosis by {attribute}")
     ax.legend(fontsize=7)
@@ -92,33 +125,56 @@ def _num(value: Any, ci: Any = None) -> str:
     return f"{text} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else text
 
 
-def markdown(title: str, intro: list[str], runs: dict[str, dict[str, Any]],
-             extra: list[str] | None = None) -> str:  # fmt: skip
+def markdown(
+    title: str, intro: list[str], runs: dict[str, dict[str, Any]], extra: list[str] | None = None
+) -> str:
     """A report: overview table, per-label AUROC, underdiagnosis per subgroup, each with CIs."""
     first = next(iter(runs.values()))
     names = list(first["labels"])
     lines = [f"# {title}", "", *intro, ""]
-    lines += ["## Overview (test split, 95% bootstrap CI)", "",
-              "| run | mean AUROC | mean accuracy | underdiagnosis | "
-              + " | ".join(f"gap: {a}" for a in first["underdiagnosis"]["by"]) + " |",
-              "|---|---|---|---|" + "---|" * len(first["underdiagnosis"]["by"])]  # fmt: skip
+    lines += [
+        "## Overview (test split, 95% bootstrap CI)",
+        "",
+        "| run | mean AUROC | mean accuracy | underdiagnosis | "
+        + " | ".join(f"gap: {a}" for a in first["underdiagnosis"]["by"])
+        + " |",
+        "|---|---|---|---|" + "---|" * len(first["underdiagnosis"]["by"]),
+    ]
     for run, m in runs.items():
         gaps = [_num(f["gap"], f.get("gap_ci")) for f in m["underdiagnosis"]["by"].values()]
-        lines.append(f"| {run} | {_num(m['mean_auroc'], m['mean_auroc_ci'])} | "
-                     f"{_num(m['mean_accuracy'], m['mean_accuracy_ci'])} | "
-                     f"{_num(m['underdiagnosis']['overall'])} | " + " | ".join(gaps) + " |")  # fmt: skip
-    lines += ["", "## AUROC per label", "", "| label | " + " | ".join(runs) + " |",
-              "|---|" + "---|" * len(runs)]  # fmt: skip
+        lines.append(
+            f"| {run} | {_num(m['mean_auroc'], m['mean_auroc_ci'])} | "
+            f"{_num(m['mean_accuracy'], m['mean_accuracy_ci'])} | "
+            f"{_num(m['underdiagnosis']['overall'])} | " + " | ".join(gaps) + " |"
+        )
+    lines += [
+        "",
+        "## AUROC per label",
+        "",
+        "| label | " + " | ".join(runs) + " |",
+        "|---|" + "---|" * len(runs),
+    ]
     for name in names:
-        cells = [_num(m["labels"][name]["auroc"], m["labels"][name]["auroc_ci"]) for m in runs.values()]
+        cells = [
+            _num(m["labels"][name]["auroc"], m["labels"][name]["auroc_ci"]) for m in runs.values()
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     for attribute in first["underdiagnosis"]["by"]:
-        lines += ["", f"## Underdiagnosis by {attribute}", "",
-                  "| subgroup | n (sick) | " + " | ".join(runs) + " |", "|---|---|" + "---|" * len(runs)]  # fmt: skip
+        lines += [
+            "",
+            f"## Underdiagnosis by {attribute}",
+            "",
+            "| subgroup | n (sick) | " + " | ".join(runs) + " |",
+            "|---|---|" + "---|" * len(runs),
+        ]
         groups = first["underdiagnosis"]["by"][attribute]["groups"]
         for value, g in groups.items():
-            cells = [_num(m["underdiagnosis"]["by"][attribute]["groups"].get(value, {}).get("rate"),
-                          m["underdiagnosis"]["by"][attribute]["groups"].get(value, {}).get("rate_ci"))
-                     for m in runs.values()]  # fmt: skip
+            cells = [
+                _num(
+                    m["underdiagnosis"]["by"][attribute]["groups"].get(value, {}).get("rate"),
+                    m["underdiagnosis"]["by"][attribute]["groups"].get(value, {}).get("rate_ci"),
+                )
+                for m in runs.values()
+            ]
             lines.append(f"| {value} | {g['n']} ({g['n_sick']}) | " + " | ".join(cells) + " |")
     return "\n".join([*lines, "", *(extra or [])]) + "\n"

@@ -159,8 +159,10 @@ def read_real(spec: RealData) -> Table:
             raise InvalidInput(
                 "the CSV has none of the CheXpert label columns; list yours in `labels`"
             )
-    cols = {k: _column(header, getattr(spec, f"{k}_column"), k)
-            for k in ("sex", "age", "race", "patient", "split")}  # fmt: skip
+    cols = {
+        k: _column(header, getattr(spec, f"{k}_column"), k)
+        for k in ("sex", "age", "race", "patient", "split")
+    }
     root = spec.images if spec.images is not None else spec.csv.rpartition("/")[0]
     labels = np.zeros((len(rows), len(names)), dtype=np.float32)
     paths = []
@@ -183,10 +185,13 @@ def read_real(spec: RealData) -> Table:
         sex=values("sex", _sex, UNKNOWN),
         age=values("age", _age, None),
         race=values("race", lambda c: str(c or "").strip() or UNKNOWN, UNKNOWN),
-        patient=values("patient", lambda c: str(c or "").strip(), "")
-        if cols["patient"]
-        else [f"row{i}" for i in range(len(rows))],
-        split=values("split", lambda c: str(c or "").strip().lower(), "") if cols["split"] else None,
+        patient=[
+            str(r.get(cols["patient"]) or "").strip() or f"row{i}" if cols["patient"] else f"row{i}"
+            for i, r in enumerate(rows)
+        ],
+        split=values("split", lambda c: str(c or "").strip().lower(), "")
+        if cols["split"]
+        else None,
     )
 
 

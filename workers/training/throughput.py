@@ -17,9 +17,18 @@ from workers.training.models import build, count_parameters, latent_stem
 from workers.training.params import ModelOptions
 
 
-def measure(model: torch.nn.Module, input_shape: tuple[int, int, int], n_labels: int, *,
-            batch_size: int = 32, steps: int = 10, warmup: int = 2, device: str = "auto",
-            amp: str = "auto", seed: int = 0) -> dict[str, Any]:  # fmt: skip
+def measure(
+    model: torch.nn.Module,
+    input_shape: tuple[int, int, int],
+    n_labels: int,
+    *,
+    batch_size: int = 32,
+    steps: int = 10,
+    warmup: int = 2,
+    device: str = "auto",
+    amp: str = "auto",
+    seed: int = 0,
+) -> dict[str, Any]:
     """Images/s over `steps` timed training steps after `warmup` untimed ones."""
     dev = pick_device(device)
     dtype = amp_dtype(amp, dev)
@@ -65,15 +74,28 @@ def measure(model: torch.nn.Module, input_shape: tuple[int, int, int], n_labels:
     }
 
 
-def latent_vs_image(options: ModelOptions, image_side: int, factor: int, latent_channels: int,
-                    n_labels: int = 14, **kwargs: Any) -> dict[str, Any]:  # fmt: skip
+def latent_vs_image(
+    options: ModelOptions,
+    image_side: int,
+    factor: int,
+    latent_channels: int,
+    n_labels: int = 14,
+    **kwargs: Any,
+) -> dict[str, Any]:
     """The same classifier on a `factor`x latent and on the full-resolution image."""
     side = image_side // factor
     stem = latent_stem(options, side)
     torch.manual_seed(0)
-    latent = measure(build(options, n_labels, latent_channels, stem=stem),
-                     (latent_channels, side, side), n_labels, **kwargs)  # fmt: skip
+    latent = measure(
+        build(options, n_labels, latent_channels, stem=stem),
+        (latent_channels, side, side),
+        n_labels,
+        **kwargs,
+    )
     torch.manual_seed(0)
     image = measure(build(options, n_labels, 1), (1, image_side, image_side), n_labels, **kwargs)
-    return {"latent": {**latent, "stem": stem}, "image": image,
-            "speedup": latent["images_per_s"] / image["images_per_s"]}  # fmt: skip
+    return {
+        "latent": {**latent, "stem": stem},
+        "image": image,
+        "speedup": latent["images_per_s"] / image["images_per_s"],
+    }
