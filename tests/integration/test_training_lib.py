@@ -216,6 +216,7 @@ def test_sigkill_mid_run_then_resume_gives_the_same_metrics(
     """Killed after its first epoch's checkpoint, resumed here: the same as the full run's
     `real` strategy (each strategy is seeded on its own, so a real-only run is the same)."""
     params = strategy_params(data) | {"strategies": ["real"]}
+    params["train"]["checkpoint_every_steps"] = 3  # execution only: same run, more resume points
     folder = data["root"] / "killed"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(
@@ -246,6 +247,27 @@ def test_sigkill_mid_run_then_resume_gives_the_same_metrics(
     assert (folder / "predictions" / "real.csv").read_bytes() == (
         out / "predictions" / "real.csv"
     ).read_bytes()
+
+
+def test_inputs_on_an_fsspec_filesystem(data: dict[str, Path]) -> None:
+    """CSV, images and synthetic set on `memory://`: validated and trained through fsspec."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    for name, folder in (("real", data["csv"].parent), ("synthetic", data["synthetic"])):
+        for path in folder.rglob("*"):
+            if path.is_file():
+                fs.pipe_file(f"/cxr/{name}/{path.relative_to(folder)}", path.read_bytes())
+    params = tiny_params(Path("x"), epochs=1)
+    params["real"]["csv"] = "memory://cxr/real/labels.csv"
+    params["synthetic"] = {"folder": "memory://cxr/synthetic"}
+    params["strategies"] = ["mixed"]
+    params["eval"]["bootstrap"] = 0
+    summary = validate_classifier_inputs(params)
+    assert summary["synthetic"]["images"] == 64
+    doc = train_classifier(params)
+    assert doc["strategies"]["mixed"]["test"]["n_test"] == summary["real"]["splits"]["test"]
+    fs.rm("/cxr", recursive=True)
 
 
 def test_resume_refuses_another_runs_checkpoint(data: dict[str, Path]) -> None:

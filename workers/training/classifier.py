@@ -134,7 +134,7 @@ def train_classifier(
             val.paths, val.labels, t.image_size, augment=False, seed=t.seed, cache=t.cache_images
         ),
         "test": ImageSet(
-            test.paths, test.labels, t.image_size, augment=False, seed=t.seed, cache=False
+            test.paths, test.labels, t.image_size, augment=False, seed=t.seed, cache=t.cache_images
         ),
     }
     syn = None

@@ -99,7 +99,9 @@ class TrainOptions(BaseModel):
     seed: int = Field(0, ge=0, lt=2**31)
     deterministic: bool = True
     checkpoint_every_steps: int = Field(0, ge=0, description="0: only at each epoch's end.")
-    cache_images: bool = Field(True, description="Keep decoded, resized images in memory.")
+    cache_images: bool = Field(
+        True, description="Keep decoded, resized images in memory (with num_workers 0)."
+    )
 
 
 class EvalOptions(BaseModel):
