@@ -23,8 +23,9 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from core.errors import InvalidInput
 from tests.training_data import tiny_params, write_latents, write_real, write_synthetic
 from workers.training.callbacks import Callbacks, FolderCallbacks, TrainingStopped
-from workers.training.classifier import train_classifier, validate_classifier_inputs
-from workers.training.latent import train_latent_classifier, validate_latent_inputs
+from workers.training.classifier import train_classifier
+from workers.training.inputs import validate_classifier_inputs, validate_latent_inputs
+from workers.training.latent import train_latent_classifier
 
 ROOT = Path(__file__).resolve().parents[2]
 STRATEGIES = ["real", "mixed", "pretrain-finetune"]

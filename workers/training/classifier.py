@@ -5,88 +5,25 @@ balanced synthetic set, then fine-tuning on real data, beats training on real da
 naive real+synthetic mixing, and narrows the underdiagnosis gap; this runs those three
 strategies on one patient-level split so they can be compared with CIs.
 
-The host calls `validate_classifier_inputs(params)` at submit time (reads the CSV and the
-synthetic metadata, no image decoded) and `train_classifier(params, callbacks, resume)` in
-the job.
+The host calls `inputs.validate_classifier_inputs(params)` at submit time (torch-free) and
+`train_classifier(params, callbacks, resume)` in the job.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
-from core.errors import InvalidInput
-from workers.training import outputs, report, splits
+from workers.training import outputs, report
 from workers.training.callbacks import Callbacks
 from workers.training.data import Concat, ImageSet
+from workers.training.inputs import Prepared, prepare_classifier
 from workers.training.loop import Session, Stage, determinism
+from workers.training.metrics import to_json
 from workers.training.models import build, load_initial
 from workers.training.params import ClassifierParams
-from workers.training.sources import Table, check_files, read_real, read_synthetic
-
-
-@dataclass
-class Prepared:
-    params: ClassifierParams
-    real: Table
-    split: np.ndarray
-    synthetic: Table | None
-    summary: dict[str, Any]
-
-    def part(self, name: str) -> Table:
-        return self.real.subset(splits.indices(self.split, name))
-
-
-def _positives(table: Table) -> dict[str, int]:
-    return {n: int(np.nansum(table.labels[:, j])) for j, n in enumerate(table.label_names)}
-
-
-def check_validation(val: Table) -> None:
-    """Early stopping needs a val AUROC: at least one label with both classes."""
-    for j in range(val.labels.shape[1]):
-        y = val.labels[:, j][~np.isnan(val.labels[:, j])]
-        if 0 < y.sum() < len(y):
-            return
-    raise InvalidInput(
-        "the validation split has no label with both positive and negative images; "
-        "raise split.val_fraction or add images"
-    )
-
-
-def prepare(params: dict[str, Any] | ClassifierParams) -> Prepared:
-    """Read and check every input (cheap: CSV, metadata, a few file existence checks)."""
-    p = outputs.parse(params, ClassifierParams)
-    real = read_real(p.real)
-    check_files(real.paths, "real image")
-    split = splits.assign(real, p.split, p.train.seed)
-    prep = Prepared(p, real, split, None, {})
-    check_validation(prep.part("val"))
-    prep.summary["real"] = {
-        "images": len(real),
-        "patients": len(set(real.patient)),
-        "labels": real.label_names,
-        "positives": _positives(real),
-        "splits": {s: int((split == s).sum()) for s in ("train", "val", "test")},
-    }
-    if p.synthetic is not None and set(p.strategies) - {"real"}:
-        syn = read_synthetic(p.synthetic, real.label_names, p.eval.no_finding)
-        check_files(syn.paths, "synthetic image")
-        prep.synthetic = syn
-        prep.summary["synthetic"] = {
-            "images": len(syn),
-            "dropped_unmapped": syn.dropped,
-            "unmapped_findings": syn.extra["unmapped"],
-            "positives": _positives(syn),
-        }
-    return prep
-
-
-def validate_classifier_inputs(params: dict[str, Any] | ClassifierParams) -> dict[str, Any]:
-    """Submit-time check: `InvalidInput` with how to fix it, else a summary of the inputs."""
-    return prepare(params).summary
+from workers.training.sources import Table
 
 
 def _stages(
@@ -114,7 +51,7 @@ def train_classifier(
     Raises `TrainingStopped` when `callbacks.should_stop()` said so (checkpoint handed over);
     pass that checkpoint's bytes as `resume` to continue.
     """
-    prep = prepare(params)
+    prep = prepare_classifier(params)
     p, cb = prep.params, callbacks or Callbacks()
     digests = [prep.real.digest()] + ([prep.synthetic.digest()] if prep.synthetic else [])
     session = Session(p.train, cb, outputs.fingerprint(p, *digests), resume)
@@ -194,6 +131,7 @@ def _finish(
         "environment": outputs.environment(session),
         "params": p.model_dump(mode="json"),
     }
+    doc = to_json(doc)
     cb.save_artifact(outputs.json_bytes(doc), "metrics.json")
     plots = outputs.save_plots(cb, session, tables[1], metrics)
     intro = [

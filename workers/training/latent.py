@@ -11,10 +11,6 @@ image, so augmenting only one arm would not be a fair comparison). Training thro
 
 from __future__ import annotations
 
-import json
-import os
-import re
-from dataclasses import dataclass
 from typing import Any
 
 import fsspec
@@ -22,107 +18,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from core.errors import InvalidInput
 from workers.imaging.writers import read_latent
 from workers.training import outputs, report, splits
 from workers.training.callbacks import Callbacks
-from workers.training.classifier import check_validation
 from workers.training.data import ImageSet, TensorSet
+from workers.training.inputs import LatentInputs, prepare_latent
 from workers.training.loop import Session, Stage, determinism
-from workers.training.models import build, count_parameters, latent_stem, load_initial
+from workers.training.metrics import to_json
+from workers.training.models import build, count_parameters, load_initial
 from workers.training.params import LatentClassifierParams
-from workers.training.sources import Table, check_files, read_real
+from workers.training.sources import Table
 
 MAX_LATENT_VALUES = 64 * 1024 * 1024
-
-
-def _key(path: str) -> str:
-    """Source paths compared as the latent job wrote them: local paths normalised."""
-    path = path.removeprefix("file://")
-    return path if "://" in path else os.path.abspath(path)
-
-
-@dataclass
-class LatentInputs:
-    params: LatentClassifierParams
-    table: Table  # CSV rows that have a latent, in manifest order
-    files: list[str]
-    shape: list[int]
-    factor: int
-    stem: str
-    split: np.ndarray
-    summary: dict[str, Any]
-
-    def part(self, name: str) -> tuple[Table, np.ndarray]:
-        index = splits.indices(self.split, name)
-        return self.table.subset(index), index
-
-
-def read_manifest(folder: str) -> list[dict[str, Any]]:
-    url = f"{folder.rstrip('/')}/manifest.jsonl"
-    fs, path = fsspec.core.url_to_fs(url)
-    if not fs.isfile(path):
-        raise InvalidInput(f"{url!r} not found: give a latent-dataset job's output folder")
-    text = fs.cat_file(path).decode()
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def _factor(p: LatentClassifierParams, rows: list[dict[str, Any]]) -> int:
-    if p.factor:
-        return p.factor
-    match = re.match(r"medvae-(\d+)-", str(rows[0].get("model") or ""))
-    if not match:
-        raise InvalidInput(
-            "cannot tell the latents' downsizing factor from the manifest; set `factor`"
-        )
-    return int(match.group(1))
-
-
-def prepare(params: dict[str, Any] | LatentClassifierParams) -> LatentInputs:
-    """Join manifest and CSV, check shapes and split (cheap: no latent or image is read)."""
-    p = outputs.parse(params, LatentClassifierParams)
-    real = read_real(p.real)
-    rows = [r for r in read_manifest(p.latents) if r.get("status") == "ok" and r.get("latent_file")]
-    if not rows:
-        raise InvalidInput(
-            "the latent dataset has no encoded files (no manifest row with status ok)"
-        )
-    where = {_key(path): i for i, path in enumerate(real.paths)}
-    matched = [(r, where[_key(r["source"])]) for r in rows if _key(r["source"]) in where]
-    if not matched:
-        raise InvalidInput(
-            "none of the latents' source files is a path of the CSV; the CSV must list the "
-            "images the latent-dataset job encoded (same folder and relative paths)"
-        )
-    shapes = {tuple(r.get("shape") or ()) for r, _ in matched}
-    if len(shapes) != 1 or len(next(iter(shapes))) != 3:
-        raise InvalidInput(f"latents must all be [C,h,w] of one shape; found {sorted(shapes)[:4]}")
-    table = real.subset(np.array([i for _, i in matched]))
-    files = [f"{p.latents.rstrip('/')}/{r['latent_file']}" for r, _ in matched]
-    check_files(files, "latent")
-    check_files(table.paths, "image")
-    split = splits.assign(table, p.split, p.train.seed)
-    shape = list(next(iter(shapes)))
-    stem = latent_stem(p.model, min(shape[1:]))
-    inputs = LatentInputs(p, table, files, shape, _factor(p, rows), stem, split, {})
-    check_validation(inputs.part("val")[0])
-    inputs.summary = {
-        "latents": len(rows),
-        "matched": len(matched),
-        "unmatched": len(rows) - len(matched),
-        "latent_shape": shape,
-        "factor": inputs.factor,
-        "image_side": shape[1] * inputs.factor,
-        "latent_stem": stem,
-        "labels": real.label_names,
-        "splits": {s: int((split == s).sum()) for s in ("train", "val", "test")},
-    }
-    return inputs
-
-
-def validate_latent_inputs(params: dict[str, Any] | LatentClassifierParams) -> dict[str, Any]:
-    """Submit-time check of a latent-classifier job; a summary of the joined inputs."""
-    return prepare(params).summary
 
 
 def load_latents(files: list[str]) -> torch.Tensor:
@@ -147,7 +54,7 @@ def train_latent_classifier(
     resume: bytes | None = None,
 ) -> dict[str, Any]:
     """Train the latent arm (and the image arm), evaluate both on the test split; metrics doc."""
-    inputs = prepare(params)
+    inputs = prepare_latent(params)
     p, cb, t = inputs.params, callbacks or Callbacks(), inputs.params.train
     session = Session(t, cb, outputs.fingerprint(p, inputs.table.digest()), resume)
     latents, norm = _standardise(load_latents(inputs.files), splits.indices(inputs.split, "train"))
@@ -246,6 +153,7 @@ def _finish(
         "environment": outputs.environment(session),
         "params": p.model_dump(mode="json"),
     }
+    doc = to_json(doc)
     cb.save_artifact(outputs.json_bytes(doc), "metrics.json")
     plots = outputs.save_plots(cb, session, tables[1], metrics)
     side = inputs.summary["image_side"]

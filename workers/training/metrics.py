@@ -97,7 +97,7 @@ def _ci(values: list[float], level: float) -> list[float] | None:
 
 
 def _clean(x: float) -> float | None:
-    return None if x is None or math.isnan(x) else float(x)
+    return None if x is None or not math.isfinite(x) else float(x)
 
 
 def point_metrics(
@@ -236,7 +236,7 @@ def _bootstrap(
 
 
 def to_json(value: Any) -> Any:
-    """NaN -> None, numpy scalars -> Python, recursively (metrics.json must be strict JSON)."""
+    """NaN/inf -> None, numpy scalars -> Python, recursively (metrics.json is strict JSON)."""
     if isinstance(value, dict):
         return {str(k): to_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -10,6 +10,8 @@ positions, where its 3x3 convolutions see only padding. Then the stem's downsamp
 dropped stage by stage (first the max-pool, then the conv's stride, the conv becoming 3x3)
 until the last block sees at least 2x2: e.g. DenseNet-121 keeps the full stem on a 64x64
 latent, drops the pool on 56x56 (4x latent of 224 px) and both on 28x28 (8x latent).
+`inputs.latent_stem` picks the stem (torch-free, so the submit check can refuse a latent too
+small for any); `build(stem=...)` applies it.
 """
 
 from __future__ import annotations
@@ -22,31 +24,6 @@ from torch import nn
 
 from core.errors import InvalidInput
 from workers.training.params import ModelOptions
-
-STEMS = ("full", "no-pool", "none")
-MIN_FINAL_SIDE = 2
-
-
-def _final_side(side: int, stem: str, transitions: int) -> int:
-    if stem != "none":
-        side = (side - 1) // 2 + 1  # conv 7x7, stride 2, padding 3
-    if stem == "full":
-        side = (side - 1) // 2 + 1  # max-pool 3x3, stride 2, padding 1
-    for _ in range(transitions):
-        side //= 2  # transition: average pool 2x2
-    return side
-
-
-def latent_stem(options: ModelOptions, side: int) -> str:
-    """The least-changed stem that leaves the last dense block at least 2x2 positions."""
-    blocks = 4 if options.arch == "densenet121" else len(options.block_config)
-    for stem in STEMS:
-        if _final_side(side, stem, blocks - 1) >= MIN_FINAL_SIDE:
-            return stem
-    raise InvalidInput(
-        f"a {side}x{side} latent is too small for {options.arch} ({blocks} dense blocks); "
-        "use fewer blocks (model.block_config) or larger images"
-    )
 
 
 def build(

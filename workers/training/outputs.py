@@ -6,42 +6,26 @@ import hashlib
 import io
 import json
 import platform
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from torch import nn
 from torch.utils.data import Dataset
 
-from core.errors import InvalidInput
 from workers.training import report
 from workers.training.callbacks import Callbacks
 from workers.training.loop import Session
-from workers.training.metrics import age_bin, evaluate
+from workers.training.metrics import age_bin, evaluate, to_json
 from workers.training.params import EvalOptions
 from workers.training.sources import Table
 
-P = TypeVar("P", bound=BaseModel)
 # Options that change how a run executes, never what it computes: left out of the fingerprint.
 EXECUTION_ONLY: Any = {
     "train": {"num_workers", "checkpoint_every_steps", "cache_images"},
     "eval": True,
 }
-
-
-def parse(params: dict[str, Any] | BaseModel, model: type[P]) -> P:
-    """Validated params, or `InvalidInput` naming the fields to fix."""
-    if isinstance(params, model):
-        return params
-    try:
-        return model.model_validate(params if isinstance(params, dict) else params.model_dump())
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}"
-            for e in exc.errors()[:5]
-        )
-        raise InvalidInput(f"invalid training params: {problems}") from None
 
 
 def fingerprint(params: BaseModel, *digests: str) -> str:
@@ -167,4 +151,4 @@ def seeds(seed: int) -> dict[str, Any]:
 
 
 def json_bytes(doc: Any) -> bytes:
-    return (json.dumps(doc, indent=2, allow_nan=False) + "\n").encode()
+    return (json.dumps(to_json(doc), indent=2, allow_nan=False) + "\n").encode()

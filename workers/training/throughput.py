@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
+from workers.training.inputs import latent_stem
 from workers.training.loop import amp_dtype, masked_bce, pick_device
-from workers.training.models import build, count_parameters, latent_stem
+from workers.training.models import build, count_parameters
 from workers.training.params import ModelOptions
 
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from core.errors import InvalidInput
+from workers.training.inputs import latent_stem
 from workers.training.loop import WarmupCosine, masked_bce
-from workers.training.models import build, count_parameters, latent_stem, load_initial
+from workers.training.models import build, count_parameters, load_initial
 from workers.training.params import ModelOptions
 
 TINY = ModelOptions(arch="densenet", init_features=8, growth_rate=4, block_config=[2, 2])

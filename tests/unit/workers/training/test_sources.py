@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -144,3 +146,21 @@ def test_synthetic_without_overlap_is_refused(tmp_path: Path) -> None:
         read_synthetic(SyntheticData(folder=str(folder)), LABELS, "No Finding")
     with pytest.raises(InvalidInput, match="empty"):
         read_synthetic(SyntheticData(folder=str(write_metadata(tmp_path / "e", []))), LABELS, "")
+
+
+def test_submit_time_modules_do_not_import_torch() -> None:
+    """The gateway runs the submit-time checks and never imports torch."""
+    code = (
+        "import sys, workers.training.inputs, workers.training.params, workers.training.callbacks;"
+        "print(sorted(m for m in ('torch', 'sklearn', 'matplotlib') if m in sys.modules))"
+    )
+    root = Path(__file__).resolve().parents[4]
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={"PYTHONPATH": str(root)},
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"
