@@ -144,7 +144,7 @@ def seeds(seed: int) -> dict[str, Any]:
         "split": f"numpy default_rng([{seed}, 1]) over sorted patient ids",
         "stage": "torch, numpy and python seeded with crc32('<seed>:<stage>') at each stage start",
         "data_order": "numpy default_rng([stage seed, epoch]).permutation, full batches",
-        "augmentation": "numpy default_rng([stage seed, epoch, image index])",
+        "augmentation": f"numpy default_rng([{seed} (synthetic: {seed + 1}), epoch, image index])",
         "init": f"torch.manual_seed({seed}) before building each model",
         "bootstrap": f"numpy default_rng([{seed}, 7])",
     }
