@@ -9,9 +9,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from workers.merlin.preprocess import prepare  # noqa: E402
+from workers.merlin.preprocess import prepare
 
 
 def main() -> None:
@@ -25,9 +25,12 @@ def main() -> None:
     out = prepare(data, limit)
     took = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"input {out.input_shape} spacing {out.spacing} {out.orientation} -> {tuple(out.tensor.shape)}")
-    print(f"file {len(data) / 2**20:.0f} MiB; preprocess {took:.1f} s; peak RSS {peak:.0f} MiB "
-          f"(before the call {before:.0f} MiB)")
+    shape = tuple(out.tensor.shape)
+    print(f"input {out.input_shape} spacing {out.spacing} {out.orientation} -> {shape}")
+    print(
+        f"file {len(data) / 2**20:.0f} MiB; preprocess {took:.1f} s; peak RSS {peak:.0f} MiB "
+        f"(before the call {before:.0f} MiB)"
+    )
 
 
 if __name__ == "__main__":

@@ -62,7 +62,10 @@ def patch(clip_store: Path, five_store: Path, report_store: Path, out: Path) -> 
     clip = torch.load(clip_store / load.MODEL_CONFIGS["default"]["checkpoint"], weights_only=True)
     layers, width = body_shape(clip, "encode_image.i3_resnet.", [f"layer{i}" for i in range(1, 5)])
     torchvision.models.resnet152 = lambda *a, **k: ResNet(Bottleneck, layers, width_per_group=width)
-    folders = {LONGFORMER_ID: clip_store / "Clinical-Longformer", RADLLAMA_ID: report_store / "RadLLaMA-7b"}
+    folders = {
+        LONGFORMER_ID: clip_store / "Clinical-Longformer",
+        RADLLAMA_ID: report_store / "RadLLaMA-7b",
+    }
 
     original_tokenizer = AutoTokenizer.from_pretrained
     AutoTokenizer.from_pretrained = lambda name, *a, **k: original_tokenizer(
@@ -71,8 +74,8 @@ def patch(clip_store: Path, five_store: Path, report_store: Path, out: Path) -> 
     build.AutoModel.from_pretrained = lambda name, *a, **k: AutoModel.from_config(
         AutoConfig.from_pretrained(folders[name])
     )
-    rrg.AutoModelForCausalLM.from_pretrained = lambda name, *a, **k: AutoModelForCausalLM.from_config(
-        AutoConfig.from_pretrained(folders[name])
+    rrg.AutoModelForCausalLM.from_pretrained = lambda name, *a, **k: (
+        AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(folders[name]))
     )
     hidden = AutoConfig.from_pretrained(folders[RADLLAMA_ID]).hidden_size
     released_init = rrg.Clip3DForTextGeneration.__init__

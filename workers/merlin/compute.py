@@ -118,7 +118,9 @@ class FindingScore:
     present: bool  # margin > 0
 
 
-def prompt_bank(model: MerlinCLIP, findings: Sequence[Finding]) -> dict[str, tuple[np.ndarray, ...]]:
+def prompt_bank(
+    model: MerlinCLIP, findings: Sequence[Finding]
+) -> dict[str, tuple[np.ndarray, ...]]:
     """Each finding's (positive [P,512], negative [N,512]) prompt embeddings, in one text pass."""
     texts = [t for f in findings for t in (*f.positive, *f.negative)]
     embedded = embed_texts(model, texts)
@@ -183,7 +185,9 @@ def generate_reports(
                 warnings.filterwarnings("ignore", message="Passing `repetition_penalty`")
                 out = model.decoder.generate(
                     inputs_embeds=inputs,
-                    attention_mask=torch.ones(inputs.shape[:2], dtype=torch.long, device=inputs.device),
+                    attention_mask=torch.ones(
+                        inputs.shape[:2], dtype=torch.long, device=inputs.device
+                    ),
                     do_sample=False,
                     num_beams=1,
                     repetition_penalty=repetition_penalty,

@@ -28,7 +28,7 @@ ROI = (224, 224, 160)
 HU_MIN, HU_MAX = -1000.0, 1000.0
 MAX_FILES = 4096
 GZIP_MAGIC = b"\x1f\x8b"
-ZIP_MAGIC = b"PK\x03\x04"
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with files, an empty zip
 SLICE_GAP_TOLERANCE = 0.1  # relative deviation from the median slice gap
 DUPLICATE_GAP_MM = 1e-3
 
@@ -96,10 +96,14 @@ def _nifti_header(data: bytes) -> Any:
             raise InvalidInput("the .nii.gz file is not valid gzip data") from None
     size = int.from_bytes(head[:4], "little") if len(head) >= 4 else 0
     klass = nib.Nifti2Header if 540 in (size, int.from_bytes(head[:4], "big")) else nib.Nifti1Header
-    try:
-        return klass.from_fileobj(io.BytesIO(head), check=True)
+    try:  # check=False: nibabel's checks would silently turn a zero pixdim into 1 mm
+        header = klass.from_fileobj(io.BytesIO(head), check=False)
+        valid = header["magic"].item().rstrip(b"\0")[:3] in (b"n+1", b"ni1", b"n+2", b"ni2")
     except Exception:
-        raise InvalidInput("the file is not a valid NIfTI-1/2 image; send .nii or .nii.gz") from None
+        valid = False
+    if not valid:
+        raise InvalidInput("the file is not a valid NIfTI-1/2 image; send .nii or .nii.gz")
+    return header
 
 
 def read_nifti_ct(data: bytes, max_voxels: int) -> CTVolume:
@@ -180,7 +184,9 @@ def _extract(data: bytes, folder: Path, max_voxels: int) -> int:
                 while block := src.read(1 << 20):
                     dst.write(block)
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError):
-        raise InvalidInput("the zip archive is corrupt or uses an unsupported compression") from None
+        raise InvalidInput(
+            "the zip archive is corrupt or uses an unsupported compression"
+        ) from None
     return len(members)
 
 
@@ -192,7 +198,10 @@ def _slice_tags(path: str) -> dict[str, str]:
     reader.ReadImageInformation()
     tags = {"modality": "0008|0060", "position": "0020|0032", "orientation": "0020|0037",
             "rows": "0028|0010", "columns": "0028|0011", "frames": "0028|0008"}  # fmt: skip
-    return {k: reader.GetMetaData(t).strip() if reader.HasMetaDataKey(t) else "" for k, t in tags.items()}
+    return {
+        k: reader.GetMetaData(t).strip() if reader.HasMetaDataKey(t) else ""
+        for k, t in tags.items()
+    }
 
 
 def _floats(text: str, count: int, what: str) -> np.ndarray:
@@ -242,6 +251,7 @@ def read_dicom_zip(data: bytes, max_voxels: int) -> CTVolume:
     """A zip of one CT series -> volume in ITK index order [X,Y,Z] with a RAS affine."""
     import SimpleITK as sitk
 
+    sitk.ProcessObject_SetGlobalWarningDisplay(False)  # refusals are raised, not printed
     with tempfile.TemporaryDirectory(prefix="merlin-dicom-") as tmp:
         _extract(data, Path(tmp), max_voxels)
         series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(tmp)
@@ -276,10 +286,8 @@ def read_ct(data: bytes, max_voxels: int) -> CTVolume:
     """NIfTI or a zipped DICOM series, told apart by magic bytes."""
     if data.startswith(ZIP_MAGIC):
         return read_dicom_zip(data, max_voxels)
-    if data.startswith(GZIP_MAGIC) or data[344:348] in (b"n+1\x00", b"ni1\x00") or data[4:8] in (
-        b"n+2\x00",
-        b"ni2\x00",
-    ):
+    nifti1, nifti2 = data[344:348] in (b"n+1\0", b"ni1\0"), data[4:8] in (b"n+2\0", b"ni2\0")
+    if data.startswith(GZIP_MAGIC) or nifti1 or nifti2:
         return read_nifti_ct(data, max_voxels)
     raise InvalidInput(
         "the file is not a CT volume this model reads: send NIfTI (.nii / .nii.gz) or a .zip "

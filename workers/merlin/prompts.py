@@ -70,7 +70,9 @@ class Phenotype:
 @lru_cache(maxsize=1)
 def phenotypes() -> tuple[Phenotype, ...]:
     with (DATA / "phenotypes.csv").open(newline="") as handle:
-        return tuple(Phenotype(row["phecode"], row["phecode_str"]) for row in csv.DictReader(handle))
+        return tuple(
+            Phenotype(row["phecode"], row["phecode_str"]) for row in csv.DictReader(handle)
+        )
 
 
 @dataclass(frozen=True)

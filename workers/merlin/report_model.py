@@ -40,7 +40,14 @@ IMAGE_PREFIX = "encode_image.vision_model.features."
 DECODER_PREFIX = "decode_text.text_decoder.base_model.model."
 ADAPTER_PREFIX = "adapter."
 # Position in the released nn.Sequential -> I3ResNet attribute.
-FEATURE_NAMES = {"0": "conv1", "1": "bn1", "4": "layer1", "5": "layer2", "6": "layer3", "7": "layer4"}
+FEATURE_NAMES = {
+    "0": "conv1",
+    "1": "bn1",
+    "4": "layer1",
+    "5": "layer2",
+    "6": "layer3",
+    "7": "layer4",
+}
 
 
 class VisionFeatures(nn.Module):
@@ -142,7 +149,9 @@ def _decoder_from_config(folder: Path) -> tuple[nn.Module, Any]:
         config = AutoConfig.from_pretrained(folder, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, use_fast=True)
     except Exception as exc:
-        raise WeightsUnavailable(f"{LLM_DIR}/ has no readable config and tokenizer ({exc})") from exc
+        raise WeightsUnavailable(
+            f"{LLM_DIR}/ has no readable config and tokenizer ({exc})"
+        ) from exc
     with torch.device("meta"):
         decoder = AutoModelForCausalLM.from_config(config)
     if (folder / "generation_config.json").is_file():
@@ -170,7 +179,9 @@ def load_report(
 ) -> ReportModel:
     """The report-generation checkpoint of `variant` ("mtl" or "stage1_stage2"), eval mode."""
     if variant not in REPORT_CHECKPOINTS:
-        raise WeightsUnavailable(f"unknown report variant {variant!r}: {sorted(REPORT_CHECKPOINTS)}")
+        raise WeightsUnavailable(
+            f"unknown report variant {variant!r}: {sorted(REPORT_CHECKPOINTS)}"
+        )
     name = REPORT_CHECKPOINTS[variant]
     state = read_state_dict(root / name)
     unknown = [k for k in state if not k.startswith((IMAGE_PREFIX, DECODER_PREFIX, ADAPTER_PREFIX))]
@@ -198,7 +209,9 @@ def load_report(
     decoder.load_state_dict({k: decoder_state[k].to(dtype) for k in own}, assign=True)
     _materialise_buffers(decoder)
     model = ReportModel(body, decoder, tokenizer)
-    adapter = {k[len(ADAPTER_PREFIX) :]: v for k, v in state.items() if k.startswith(ADAPTER_PREFIX)}
+    adapter = {
+        k[len(ADAPTER_PREFIX) :]: v for k, v in state.items() if k.startswith(ADAPTER_PREFIX)
+    }
     load_into(model.adapter, adapter, f"{name} (adapter)")
     log.info("merlin: loaded %s (I3D body %s, decoder %s)", name, layers, type(decoder).__name__)
     return model.to(device=device, dtype=dtype).eval()

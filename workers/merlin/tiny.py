@@ -186,7 +186,9 @@ def build_report(target: Path, options: dict[str, Any], full_size: bool, variant
         bos_token_id=1, eos_token_id=2, pad_token_id=3, tie_word_embeddings=False,
     )  # fmt: skip
     decoder = LlamaForCausalLM(config)
-    state = {f"encode_image.vision_model.{k}": v for k, v in VisionFeatures(body).state_dict().items()}
+    state = {
+        f"encode_image.vision_model.{k}": v for k, v in VisionFeatures(body).state_dict().items()
+    }
     adapter = nn.Linear(2048, hidden)
     state.update({f"{ADAPTER_PREFIX}linear2.{k}": v for k, v in adapter.state_dict().items()})
     state.update(decoder_state(decoder, int(options.get("lora_rank", LORA_RANK))))
