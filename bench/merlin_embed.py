@@ -9,11 +9,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from model_store.manifest import Manifest  # noqa: E402
-from workers.merlin import compute, tiny  # noqa: E402
-from workers.merlin.model import CLIP_CHECKPOINT, load_clip  # noqa: E402
+from model_store.manifest import Manifest
+from workers.merlin import compute, tiny
+from workers.merlin.model import CLIP_CHECKPOINT, load_clip
 
 
 def peak_mib() -> float:
@@ -33,9 +33,9 @@ def main() -> None:
     print(f"load {time.perf_counter() - start:.1f} s ({size:.0f} MiB checkpoint)")
     volume = torch.rand((1, 224, 224, 160), generator=torch.Generator().manual_seed(0))
     start = time.perf_counter()
-    result = compute.encode_images(model, [volume])
+    compute.encode_images(model, [volume])
     took = time.perf_counter() - start
-    print(f"image features+embedding+phenotypes of 224x224x160: {took:.1f} s {result.features.shape}")
+    print(f"image features+embedding+phenotypes of 224x224x160: {took:.1f} s")
     start = time.perf_counter()
     compute.embed_texts(model, ["Liver: normal. Spleen: normal. Mild bibasilar atelectasis."])
     print(f"one text embedding {time.perf_counter() - start:.2f} s; peak RSS {peak_mib():.0f} MiB")

@@ -270,7 +270,7 @@ def read_dicom_zip(data: bytes, max_voxels: int) -> CTVolume:
         except RuntimeError:
             raise InvalidInput("the DICOM pixel data cannot be decoded (compressed?)") from None
     pixels = sitk.GetArrayViewFromImage(image)  # [Z,Y,X], valid while `image` lives
-    small = pixels.dtype.kind in "iu" and -32768 <= pixels.min() and pixels.max() <= 32767
+    small = pixels.dtype.kind in "iu" and pixels.min() >= -32768 and pixels.max() <= 32767
     array = pixels.astype(np.int16 if small else np.float32).transpose(2, 1, 0)
     del pixels
     direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(3, 3)
