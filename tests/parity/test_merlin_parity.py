@@ -34,8 +34,8 @@ TEXTS = ["Liver: Normal. Spleen: normal.", "Mild bibasilar atelectasis; small hi
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict:
     if not REF_PYTHON.exists():
         pytest.skip(
-            "the official merlin-vlm package's venv is absent: build it with "
-            "scripts/merlin_ref_env.sh"
+            "the official merlin-vlm package's venv is absent: build it with `make merlin-ref-env` "
+            "(scripts/merlin_ref_env.sh)"
         )
     root = tmp_path_factory.mktemp("merlin-parity")
     stores = {kind: build_store(root / "store", kind) for kind in ("clip", "five_year", "report")}
