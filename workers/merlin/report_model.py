@@ -155,7 +155,7 @@ def _decoder_from_config(folder: Path) -> tuple[nn.Module, Any]:
     with torch.device("meta"):
         decoder = AutoModelForCausalLM.from_config(config)
     if (folder / "generation_config.json").is_file():
-        decoder.generation_config = GenerationConfig.from_pretrained(folder)
+        decoder.generation_config = GenerationConfig.from_pretrained(folder, local_files_only=True)
     return decoder, tokenizer
 
 
