@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The official `merlin-vlm` package (reference for the Merlin parity test) in its own venv: it pins
+# nothing and pulls peft/nltk/einops, which the serving venv does not need. torch/torchvision pinned
+# to the project's pair so pip takes them from this machine's disk. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv-merlin
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import merlin, SimpleITK, nibabel" 2>/dev/null; then
+  exit 0
+fi
+python3 -m venv "$VENV"
+"$VENV/bin/pip" install -q torch==2.14.1 torchvision==0.29.1 merlin-vlm==0.0.7 nibabel SimpleITK
+echo "merlin reference env ready: $VENV"

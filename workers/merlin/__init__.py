@@ -1,0 +1,7 @@
+"""Merlin: a 3D abdominal CT vision-language model (embeddings, phenotypes, five-year risk,
+zero-shot findings, report generation)."""
+
+FAMILY = "merlin"
+ADAPTER = "workers.merlin.adapter:MerlinAdapter"
+TINY = "workers.merlin.tiny:build"
+CONTRACT = "workers.merlin.contract"
