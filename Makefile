@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install serve test test-fast lint format bench engines vllm-env triton-env medvae-ref-env merlin-ref-env browser helm-check clean
+.PHONY: install serve test test-fast lint format bench engines vllm-env triton-env medvae-ref-env merlin-ref-env radeval-ref-env browser helm-check clean
 
 install: $(VENV)/.installed
 
@@ -18,7 +18,7 @@ serve: install
 	$(BIN)/medserve serve
 
 # Engines that tests talk to for real, each in its own environment (their pins clash with ours).
-engines: vllm-env triton-env medvae-ref-env merlin-ref-env browser
+engines: vllm-env triton-env medvae-ref-env merlin-ref-env radeval-ref-env browser
 
 vllm-env:
 	bash scripts/vllm_env.sh
@@ -31,6 +31,9 @@ medvae-ref-env:
 
 merlin-ref-env:
 	bash scripts/merlin_ref_env.sh
+
+radeval-ref-env:
+	bash scripts/radeval_ref_env.sh
 
 # Headless Chromium renders /docs in a test (Debian package; needs root, as on CI).
 browser:

@@ -197,3 +197,33 @@ def artifacts(
                     handle.write(block)
     if download is not None:
         console.print(f"{len(listing['artifacts'])} file(s) in {download}")
+
+
+@app.command("check")
+def check(
+    runner: str = typer.Option(
+        None, "--runner", help="Runner id prefix (default: this host's runners)."
+    ),
+) -> None:
+    """Exit 0 when a job runner on this host has a fresh heartbeat (a Kubernetes exec probe).
+
+    Reads MEDSERVE_REDIS_URL; a runner writes its heartbeat every lease/2 seconds."""
+    import socket
+
+    from core.settings import JobSettings
+    from workers.jobs.records import JobStore
+
+    settings = JobSettings()
+    if not settings.redis_url:
+        console.print("[red]set MEDSERVE_REDIS_URL to the Redis the runners use[/red]")
+        raise typer.Exit(2)
+    prefix = runner or f"{socket.gethostname()}-"
+    try:
+        alive = JobStore.from_url(settings.redis_url, retry_for_s=2.0).runners(prefix + "*")
+    except Exception:  # Redis down: the probe fails, with the reason
+        console.print("[red]Redis does not answer; the runner cannot take jobs[/red]")
+        raise typer.Exit(1) from None
+    if not alive:
+        console.print(f"[red]no runner with a fresh heartbeat matches {prefix}*[/red]")
+        raise typer.Exit(1)
+    console.print(f"alive: {', '.join(alive)}")

@@ -74,6 +74,13 @@ def test_bad_submissions_get_clear_4xx(api: TestClient) -> None:
     assert bad.status_code == 422
     assert "items" in bad.json()["error"]["message"]
     assert api.get("/v1/jobs?state=bogus", headers=ALICE).status_code == 422
+    # a typo never starts the default (expensive) campaign: it is refused with a suggestion
+    typo = api.post("/v1/jobs", json={"type": "sleep", "params": {"itmes": 5}}, headers=ALICE)
+    assert typo.status_code == 422
+    assert "unknown param 'itmes' (did you mean 'items'?)" in typo.json()["error"]["message"]
+    huge = {"type": "synthetic-dataset", "params": {"n_images": 10**12}}
+    refused = api.post("/v1/jobs", json=huge, headers=ALICE)
+    assert refused.status_code == 422 and "n_images" in refused.json()["error"]["message"]
     assert api.get("/v1/jobs", headers={"Authorization": "Bearer wrong"}).status_code == 401
 
 

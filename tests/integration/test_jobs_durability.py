@@ -7,8 +7,10 @@ of every finished job has each item exactly once, and finished shards are never 
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 
-from tests.harness import JobsEnv
+from tests.harness import CLI, ROOT, JobsEnv, wait_until
 
 
 def read_items(env: JobsEnv, job_id: str) -> list[int]:
@@ -57,12 +59,16 @@ def test_redis_restart_mid_job_continues(jobs_env: JobsEnv) -> None:
     assert done.done == 30
 
 
-def test_cancel_stops_within_seconds_and_keeps_finished_shards(jobs_env: JobsEnv) -> None:
+def test_cancel_stops_within_a_second_and_keeps_finished_shards(jobs_env: JobsEnv) -> None:
     jobs_env.start_runner()
-    job = jobs_env.submit("sleep", {"items": 200, "item_ms": 40})
+    job = jobs_env.submit("sleep", {"items": 400, "item_ms": 40})
     jobs_env.wait(job.id, lambda j: j.shards_done >= 2, 30, "two finished shards")
+    asked = time.monotonic()
     jobs_env.control.cancel("t1", job.id)
-    cancelled = jobs_env.wait(job.id, lambda j: j.terminal, 3.0, "the job to stop")
+    # the runner polls the flag every 0.2 s between items (40 ms each), not at the heartbeat
+    cancelled = jobs_env.wait(job.id, lambda j: j.terminal, 10.0, "the job to stop")
+    latency = time.monotonic() - asked
+    assert latency < 1.5, f"cancel took {latency:.2f} s"
 
     assert cancelled.state == "cancelled"
     kept = read_items(jobs_env, job.id)
@@ -79,3 +85,17 @@ def test_failing_item_fails_job_with_safe_message(jobs_env: JobsEnv) -> None:
     assert failed.state == "failed"
     assert failed.error == "item 7 failed on purpose (fail_at)"
     assert failed.shards_done == 1  # shard 0 (items 0-4) was kept
+
+
+def test_jobs_check_sees_a_live_runner_and_not_a_dead_one(jobs_env: JobsEnv) -> None:
+    def check() -> int:
+        env = jobs_env.env()
+        return subprocess.run([*CLI, "jobs", "check", "--runner", ""], env=env, cwd=ROOT,
+                              capture_output=True, timeout=60).returncode  # fmt: skip
+
+    assert check() == 1  # no runner yet
+    runner = jobs_env.start_runner()
+    wait_until(lambda: check() == 0, 60, "the runner's heartbeat", every=0.5)
+    runner.kill()
+    jobs_env.store.r.flushdb()  # the heartbeat key would expire after 3 leases; drop it now
+    assert check() == 1

@@ -76,7 +76,7 @@ JUDGE_HYPS = ["Small left effusion.", "Effusion on the right.", "word1 word2", "
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict[str, Path]]:
     if not REF_PYTHON.exists():
-        pytest.skip("RadEval's venv is absent: build it with `bash scripts/radeval_green_env.sh`")
+        pytest.skip("RadEval's venv is absent: build it with `bash scripts/radeval_ref_env.sh`")
     root = tmp_path_factory.mktemp("green-parity")
     judges = {
         "full": build_judge(root / "full", FULL),

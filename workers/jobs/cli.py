@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import typer
 
 
@@ -16,6 +14,7 @@ def register_jobs_worker(app: typer.Typer) -> None:
         loglevel: str = typer.Option("INFO", help="Log level."),
     ) -> None:
         """Run batch jobs from the Redis queue (needs MEDSERVE_REDIS_URL)."""
+        from core.logging import configure_logging
         from core.settings import JobSettings
         from workers.jobs.models import ModelClients
         from workers.jobs.queue import JobQueue, run_worker
@@ -26,16 +25,18 @@ def register_jobs_worker(app: typer.Typer) -> None:
         if not settings.redis_url:
             typer.echo("set MEDSERVE_REDIS_URL to the Redis that holds the job queue", err=True)
             raise typer.Exit(2)
-        logging.basicConfig(
-            level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
+        configure_logging(settings.model_copy(update={"log_level": loglevel.upper()}))
         store = JobStore.from_url(
             settings.redis_url, retry_for_s=max(300.0, settings.job_lease_s * 10)
         )
         runner = JobRunner(settings, store, models_factory=lambda: ModelClients(settings))
         queue = JobQueue(settings)
         reaper = Reaper(
-            store, queue.enqueue, settings.job_lease_s, settings.job_visibility_timeout_s
+            store,
+            queue.enqueue,
+            settings.job_lease_s,
+            settings.job_visibility_timeout_s,
+            alive=runner.beat,
         )
         reaper.start()
         try:

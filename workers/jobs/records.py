@@ -271,6 +271,23 @@ class JobStore:
 
     # Runner-side operations (fenced by `attempt`) -----------------------------------------
 
+    def cancel_requested(self, job_id: str) -> bool:
+        """Whether someone asked to cancel the job (one HGET; runners poll it between items)."""
+        key = self.keys.job(job_id)
+        return bool(self.call(lambda: self.r.hget(key, "cancel_requested")) == b"1")
+
+    def runner_alive(self, runner: str, ttl_s: float) -> None:
+        """Record that `runner` is alive for `ttl_s` (what `medserve jobs check` reads)."""
+        key = self.keys.runner_heartbeat(runner)
+        self.call(lambda: self.r.set(key, str(time.time()), px=int(ttl_s * 1000)))
+
+    def runners(self, pattern: str = "*") -> list[str]:
+        """The ids of runners whose heartbeat is fresh, matching a glob `pattern`."""
+        prefix = self.keys.runner_heartbeat("")
+        found = self.call(lambda: list(self.r.scan_iter(prefix + pattern, count=500)))
+        return sorted(k.decode()[len(prefix):] if isinstance(k, bytes) else k[len(prefix):]
+                      for k in found)  # fmt: skip
+
     def claim(self, job_id: str, runner: str, lease_s: float) -> tuple[int, str]:
         """Take the job's lease: `(attempt, "running")`, or `(0, why)` when it must not run."""
         attempt, why = self.call(

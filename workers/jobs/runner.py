@@ -27,6 +27,7 @@ from workers.jobs.types import job_type
 
 log = logging.getLogger("medserve.jobs")
 PROGRESS_EVERY_S = 0.5
+CANCEL_POLL_S = 0.2  # a cancel request stops a job within about this long (plus one item)
 
 
 class JobCancelled(Exception):
@@ -63,13 +64,30 @@ class JobContext:
         self.total = 0
         self.started = time.monotonic()
         self._last_progress = 0.0
+        self._last_cancel_poll = 0.0
 
     def check(self) -> None:
-        """Stop here if the job was cancelled or taken over."""
+        """Stop here if the job was cancelled or taken over (polls Redis at most every 0.2 s)."""
         if self.lost.is_set():
             raise LeaseLost()
+        now = time.monotonic()
+        if not self.cancel.is_set() and now - self._last_cancel_poll >= CANCEL_POLL_S:
+            self._last_cancel_poll = now
+            try:
+                if self.store.cancel_requested(self.job.id):
+                    self.cancel.set()
+            except MedserveError:
+                pass  # Redis away: the heartbeat keeps trying
         if self.cancel.is_set():
             raise JobCancelled()
+
+    def should_stop(self) -> bool:
+        """For long loops that must stop cleanly themselves (training): cancelled or lost."""
+        try:
+            self.check()
+        except (JobCancelled, LeaseLost):
+            return True
+        return False
 
     def item_done(self, n: int = 1) -> None:
         """Count finished items (progress, rate, ETA) and stop if asked to."""
@@ -124,6 +142,13 @@ class JobRunner:
         finally:
             stop.set()
             beat.join(timeout=5)
+
+    def beat(self) -> None:
+        """This runner is alive (for `medserve jobs check`, the Kubernetes exec probe)."""
+        try:
+            self.store.runner_alive(self.id, self.lease_s * 3)
+        except MedserveError:
+            pass
 
     def _heartbeat(self, ctx: JobContext, stop: threading.Event) -> None:
         while not stop.wait(self.lease_s / 3):
@@ -208,9 +233,15 @@ class Reaper:
     """Puts jobs whose runner died (lease expired while running) back on the queue."""
 
     def __init__(
-        self, store: JobStore, enqueue: Callable[[str], None], lease_s: float, guard_s: float
+        self,
+        store: JobStore,
+        enqueue: Callable[[str], None],
+        lease_s: float,
+        guard_s: float,
+        alive: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
+        self.alive = alive
         self.enqueue = enqueue
         self.lease_s = lease_s
         self.guard_s = max(guard_s, lease_s * 4)
@@ -218,6 +249,8 @@ class Reaper:
         self._thread = threading.Thread(target=self._loop, name="jobs-reaper", daemon=True)
 
     def start(self) -> None:
+        if self.alive is not None:
+            self.alive()
         self._thread.start()
 
     def stop(self) -> None:
@@ -234,6 +267,8 @@ class Reaper:
 
     def _loop(self) -> None:
         while not self._stop.wait(max(self.lease_s / 2, 0.5)):
+            if self.alive is not None:
+                self.alive()
             try:
                 self.sweep()
             except MedserveError:

@@ -12,9 +12,10 @@ import importlib
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from core.errors import InvalidInput
+from core.validation import describe
 
 if TYPE_CHECKING:
     from workers.jobs.runner import JobContext
@@ -27,11 +28,18 @@ JOB_TYPES: dict[str, str] = {
 }
 
 
+class JobParams(BaseModel):
+    """Base of every job type's parameters: an unknown (misspelt) field is refused, never
+    dropped, so a typo cannot start an expensive default job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class JobType(ABC):
     """Base class of a job type."""
 
     name: ClassVar[str]
-    Params: ClassVar[type[BaseModel]]
+    Params: ClassVar[type[JobParams]]
     models: ClassVar[tuple[str, ...]] = ()
 
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -39,10 +47,7 @@ class JobType(ABC):
         try:
             model = self.Params.model_validate(params)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}"
-                for err in exc.errors()[:5]
-            )
+            problems = describe(exc, self.Params, what="param")
             raise InvalidInput(f"invalid params for job type {self.name!r}: {problems}") from None
         return model.model_dump(mode="json")
 

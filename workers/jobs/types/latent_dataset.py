@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import fsspec
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from core.errors import InvalidInput, MedserveError, Overloaded, Unavailable
-from workers.jobs.types import JobType
+from workers.jobs.types import JobParams, JobType
 
 if TYPE_CHECKING:
     from workers.jobs.runner import JobContext
@@ -31,7 +31,7 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".dcm", ".nii", ".nii.gz", ".npy")
 MAX_FILES = 1_000_000
 
 
-class LatentParams(BaseModel):
+class LatentParams(JobParams):
     model: str = Field("medvae-4-1-2d", pattern=r"^medvae-[\w-]+$", description="A MedVAE model.")
     source: str = Field(
         ..., min_length=1, description="Folder (path or fsspec URL) or CSV with a `path` column."

@@ -11,15 +11,15 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
-from workers.jobs.types import JobType
+from workers.jobs.types import JobParams, JobType
 
 if TYPE_CHECKING:
     from workers.jobs.runner import JobContext
 
 
-class SleepParams(BaseModel):
+class SleepParams(JobParams):
     items: int = Field(10, ge=1, le=100_000, description="How many items.")
     item_ms: float = Field(10.0, ge=0, le=60_000, description="Time each item takes.")
     fail_at: int | None = Field(

@@ -15,11 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from core.errors import UpstreamError
 from workers.jobs import campaign
-from workers.jobs.types import JobType
+from workers.jobs.types import JobParams, JobType
 from workers.roentgen.contract import RACES, SEXES
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 MAX_IMAGES = 1_000_000
 
 
-class SyntheticParams(BaseModel):
+class SyntheticParams(JobParams):
     model: str = Field("roentgen-v2", description="A RoentGen model served by the workers.")
     findings: list[str] = Field(  # impressions too: the text after the demographics
         ["No acute cardiopulmonary process."],

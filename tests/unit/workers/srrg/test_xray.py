@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.errors import InvalidInput
+from core.errors import InvalidInput, PayloadTooLarge
 from workers.imaging.writers import to_nifti, to_npy
 from workers.srrg.xray import MIN_SIDE, decode_xray
 
@@ -124,5 +124,5 @@ def test_multiframe_dicom_is_refused() -> None:
 
 
 def test_pixel_limit() -> None:
-    with pytest.raises(InvalidInput, match="smaller image"):
+    with pytest.raises(PayloadTooLarge, match="smaller image"):
         decode_xray(png(gradient(200, 200)), max_pixels=10_000)
