@@ -159,12 +159,14 @@ def _install_docs(app: FastAPI, auth_enabled: bool) -> None:
             schema = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
-            if auth_enabled:
-                schema.setdefault("components", {})["securitySchemes"] = {
-                    "bearer": {"type": "http", "scheme": "bearer"},
-                    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                }
-                schema["security"] = [{"bearer": []}, {"apiKey": []}]
+            # Swagger's Authorize button; with auth off, "no key" is a valid choice too.
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "An API key"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            }
+            schema["security"] = [{"bearer": []}, {"apiKey": []}]
+            if not auth_enabled:
+                schema["security"].append({})
             app.openapi_schema = schema
         return app.openapi_schema
 
