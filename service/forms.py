@@ -109,12 +109,18 @@ def _inline(schema: dict[str, Any], defs: dict[str, Any]) -> Any:
     return schema
 
 
+def inline_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema with its definitions inlined (for hand-written request bodies)."""
+    full = schema.model_json_schema()
+    result: dict[str, Any] = _inline(full, full.get("$defs", {}))
+    return result
+
+
 def request_body(
     schema: type[BaseModel], b64_field: str, example: dict[str, Any], file_help: str
 ) -> dict[str, Any]:
     """`openapi_extra` for a file route: JSON (with `example`) and multipart with every field."""
-    full = schema.model_json_schema()
-    json_schema = _inline(full, full.get("$defs", {}))
+    json_schema = inline_schema(schema)
     properties = {k: v for k, v in json_schema.get("properties", {}).items() if k != b64_field}
     properties = {FILE_PART: {"type": "string", "format": "binary", "description": file_help},
                   **properties}  # fmt: skip

@@ -19,6 +19,7 @@ import orjson
 from pydantic import BaseModel
 
 from core.errors import UpstreamError
+from service.forms import inline_schema
 from service.model_router import ModelRouter
 from service.schemas.openai import ChatRequest, CompletionRequest
 
@@ -28,7 +29,7 @@ def openai_body(schema: type[BaseModel], example: dict[str, Any]) -> dict[str, A
     return {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": schema.model_json_schema(),
+            "content": {"application/json": {"schema": inline_schema(schema),
                                              "example": example}},
         }
     }  # fmt: skip

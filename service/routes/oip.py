@@ -23,6 +23,7 @@ from core.constants import VERSION
 from core.errors import MedserveError, render
 from service.deps import ModelsDep, ReadinessDep
 from service.model_router import ModelRouter
+from workers.runtime.server_info import SERVER_NAME
 
 router = APIRouter(tags=["open inference protocol v2"])
 ModelName = Annotated[str, Path(description="A served model.", examples=["echo"])]
@@ -153,9 +154,14 @@ async def _forward_get(request: Request, models: ModelRouter, model: str) -> Res
 @router.get("/v2", summary="Server metadata")
 async def server_metadata() -> dict[str, Any]:
     return {
-        "name": "medserve",
+        "name": SERVER_NAME,
         "version": VERSION,
-        "extensions": ["binary_tensor_data", "model_repository", "statistics", "model_configuration"],
+        "extensions": [
+            "binary_tensor_data",
+            "model_repository",
+            "statistics",
+            "model_configuration",
+        ],
     }
 
 

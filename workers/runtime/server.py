@@ -24,10 +24,8 @@ from core.settings import WorkerSettings
 from workers.runtime.adapter import ModelAdapter
 from workers.runtime.infer import InferEndpoint, error_parts, request_id_from
 from workers.runtime.metrics import make_registry, render
+from workers.runtime.server_info import EXTENSIONS, SERVER_NAME
 from workers.runtime.state import Resolver, WorkerState, batch_config
-
-SERVER_NAME = "medserve"
-EXTENSIONS = ["binary_tensor_data", "statistics", "model_repository", "model_configuration"]
 
 
 def _json(doc: Any, request: Request, status: int = 200) -> Response:
