@@ -28,6 +28,7 @@ from core.validation import describe_errors, fields_of
 from model_store.manifest import Manifest
 from service.auth import Authenticator, RateLimiter
 from service.discovery import Discovery
+from service.grpc_gateway import GatewayService, start_grpc_gateway
 from service.metrics import GatewayMetrics
 from service.middleware import GatewayMiddleware, is_oip
 from service.model_router import ModelRouter
@@ -193,10 +194,16 @@ def create_app(settings: GatewaySettings, manifests: dict[str, Manifest] | None 
             app.state.jobs = JobControl.from_settings(settings)
         await discovery.start()
         await readiness.start()
+        grpc_server = None
+        if settings.grpc_port:
+            service = GatewayService(models, readiness, authenticator, limiter, metrics)
+            grpc_server = await start_grpc_gateway(service, settings)
         log.info("gateway started", extra={"models": sorted(models.routes)})
         try:
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop(grace=1.0)
             await readiness.close()
             await discovery.close()
             await models.close()

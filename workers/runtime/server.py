@@ -185,20 +185,32 @@ def _routes(infer: InferEndpoint) -> list[Route]:
 
 
 def create_worker_app(
-    settings: WorkerSettings, adapters: dict[str, ModelAdapter], *, resolve: Resolver | None = None
+    settings: WorkerSettings,
+    adapters: dict[str, ModelAdapter],
+    *,
+    resolve: Resolver | None = None,
+    grpc_address: str | None = None,
 ) -> Starlette:
     """The ASGI app of a worker hosting `adapters` (loaded in the background at start-up).
 
     `resolve(name) -> ResolvedModel` finds weights; by default the model store under
     `settings.model_root`, building tiny random weights when allowed and none were pulled.
+    With `grpc_address` (host:port) the same models are served over OIP gRPC too.
     """
     state = WorkerState(settings, adapters, resolve)
 
     @asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
         state.ensure_started()
+        grpc_server = None
+        if grpc_address:
+            from workers.runtime.grpc_server import start_grpc
+
+            grpc_server = await start_grpc(state, grpc_address)
         yield
         await state.shutdown()
+        if grpc_server is not None:
+            await grpc_server.stop(grace=1.0)
 
     app = Starlette(
         routes=_routes(InferEndpoint(state)),
