@@ -87,6 +87,8 @@ async def parse_body(
 
 def _file(body: BaseModel, b64_field: str, raw_file: bytes | None) -> bytes | None:
     encoded = getattr(body, b64_field)
+    if raw_file is None and encoded == "":
+        raise InvalidInput(f"{b64_field} is empty; send the file's bytes in base64")
     if raw_file is None and encoded:
         try:
             raw_file = base64.b64decode(encoded, validate=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+MIN_TEMPERATURE = 1e-3
+
 
 class Generator:
     """Generates answers for prompts that share (max_tokens, temperature, constrained)."""
@@ -55,7 +57,7 @@ class Generator:
                 GrammarLogitsProcessor(self.automaton(max_tokens), prompt_length, len(prompts))
             )
         sampling: dict[str, Any] = {"do_sample": False}
-        if temperature > 0:
+        if temperature >= MIN_TEMPERATURE:  # below it, sampling is greedy (and stays finite)
             sampling = {"do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0}
         with torch.inference_mode():
             out = self.model.generate(

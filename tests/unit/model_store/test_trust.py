@@ -22,7 +22,7 @@ def store(tmp_path: Path) -> ModelStore:
 
 def test_a_moving_revision_is_refused_before_any_download(store: ModelStore) -> None:
     assert store.manifest("roentgen-v2").source.revision == "main"  # to be pinned on a hub machine
-    with pytest.raises(WeightsUnavailable, match="40-character commit sha.*--allow-unpinned"):
+    with pytest.raises(WeightsUnavailable, match=r"40-character commit sha.*--allow-unpinned"):
         store.pull("roentgen-v2", endpoint_check=False)
     assert is_pinned(SHA) and not is_pinned("main") and not is_pinned("041f23d")
 
@@ -59,5 +59,5 @@ def test_a_changed_file_is_caught_by_verify_and_before_loading(store: ModelStore
 def test_pulled_weights_missing_from_the_lock_are_refused(store: ModelStore) -> None:
     fake_pull(store, "echo")
     LockFile(store.root).path.unlink()
-    with pytest.raises(WeightsUnavailable, match="no entry in medserve.lock.json"):
+    with pytest.raises(WeightsUnavailable, match=r"no entry in medserve\.lock\.json"):
         store.resolve("echo")
