@@ -12,7 +12,7 @@ def register_jobs_worker(app: typer.Typer) -> None:
     def jobs_worker(
         concurrency: int = typer.Option(1, help="Jobs this process runs at once (threads)."),
         loglevel: str = typer.Option("INFO", help="Log level."),
-        queue: str = typer.Option(
+        queues: str = typer.Option(
             "default",
             "--queue",
             help="Queues to consume, comma-separated: default (campaigns, benchmarks) and/or "
@@ -27,10 +27,10 @@ def register_jobs_worker(app: typer.Typer) -> None:
         from workers.jobs.records import JobStore
         from workers.jobs.runner import JobRunner, Reaper
 
-        names = [part.strip() for part in queue.split(",") if part.strip()]
+        names = [part.strip() for part in queues.split(",") if part.strip()]
         unknown = [n for n in names if n not in QUEUE_NAMES]
         if unknown or not names:
-            typer.echo(f"--queue takes {' and/or '.join(QUEUE_NAMES)}, not {queue!r}", err=True)
+            typer.echo(f"--queue takes {' and/or '.join(QUEUE_NAMES)}, not {queues!r}", err=True)
             raise typer.Exit(2)
         settings = JobSettings()
         if not settings.redis_url:

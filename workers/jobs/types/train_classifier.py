@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 
 class TrainClassifierParams(training.TrainingJobParams, ClassifierParams):
-    synthetic: training.SyntheticSource | None = None
+    synthetic: training.SyntheticSource | None = None  # type: ignore[assignment]
 
 
 class TrainClassifierJob(JobType):
