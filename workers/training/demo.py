@@ -194,10 +194,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--side", type=int, default=32, help="Image side in pixels.")
     parser.add_argument("--per-cell", type=int, default=4, help="Synthetic images per cell.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--relative", action="store_true", help="Latent sources relative to this folder."
+    )
     args = parser.parse_args(argv)
     csv_path = write_real(args.out / "real", args.patients, args.side, args.seed)
     synthetic = write_synthetic(args.out / "synthetic", args.per_cell, args.side, args.seed + 1)
-    latents = write_latents(args.out / "latents", csv_path)
+    base = Path.cwd() if args.relative else None
+    latents = write_latents(args.out / "latents", csv_path, relative_to=base)
     paths = {"csv": csv_path, "synthetic": synthetic, "latents": latents}
     print(json.dumps({k: str(v.resolve()) for k, v in paths.items()}))
 
