@@ -3,6 +3,7 @@ normalisation (job-only fields kept from the library, references resolved), the 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -25,15 +26,24 @@ def test_training_types_declare_the_training_queue_and_others_the_default() -> N
     assert queue_for("no-such-type") == JOBS_QUEUE  # a runner then fails it with a clear error
 
 
-def test_importing_and_validating_the_job_types_never_imports_torch() -> None:
+def test_validating_the_job_types_imports_no_model_library(tmp_path: Path) -> None:
+    """The gateway validates training jobs: it must not need torch, PIL, scikit-learn, ..."""
+    from workers.training.demo import tiny_params, write_latents, write_real, write_synthetic
+
+    csv_path = write_real(tmp_path / "real", patients=30)
+    params = {**tiny_params(csv_path, write_synthetic(tmp_path / "syn", per_cell=1)),
+              "strategies": ["real", "mixed", "pretrain-finetune"]}  # fmt: skip
+    latent = {**tiny_params(csv_path), "latents": str(write_latents(tmp_path / "lat", csv_path))}
     code = (
-        "import sys\n"
+        "import json, sys\n"
         "from workers.jobs.types import job_type\n"
-        "for name in ('train-classifier', 'train-latent-classifier'):\n"
-        "    job_type(name)\n"
-        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "job_type('train-classifier').validate(json.loads(sys.argv[1]))\n"
+        "job_type('train-latent-classifier').validate(json.loads(sys.argv[2]))\n"
+        "heavy = {'torch', 'PIL', 'sklearn', 'scipy', 'matplotlib', 'monai', 'torchvision'}\n"
+        "assert not heavy & set(sys.modules), heavy & set(sys.modules)\n"
     )
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-c", code, json.dumps(params), json.dumps(latent)],
+                   cwd=ROOT, check=True)  # fmt: skip
 
 
 def test_library_params_drop_what_only_the_job_uses() -> None:
