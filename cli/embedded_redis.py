@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from cli.supervisor import PDEATHSIG
 from core.errors import Unavailable
 from core.net import free_port
 
@@ -70,7 +71,11 @@ class EmbeddedRedis:
             "--logfile", str((self.data_dir / "redis.log").resolve()),
         ]  # fmt: skip
         self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=PDEATHSIG,  # redis-server exits when its parent dies, SIGKILL included
         )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

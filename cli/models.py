@@ -40,12 +40,18 @@ def list_models() -> None:
 
 
 @app.command()
-def pull(names: list[str], token: str | None = typer.Option(None, envvar="HF_TOKEN")) -> None:
-    """Download pinned weights from the Hugging Face Hub and check their sha256."""
+def pull(
+    names: list[str],
+    token: str | None = typer.Option(None, envvar="HF_TOKEN"),
+    allow_unpinned: bool = typer.Option(
+        False, "--allow-unpinned", help="Pull a manifest whose revision is not a commit sha."
+    ),
+) -> None:
+    """Download pinned weights from the Hugging Face Hub; check and lock their sha256."""
     store = _store()
     for name in names:
         try:
-            resolved = store.pull(name, token=token)
+            resolved = store.pull(name, token=token, allow_unpinned=allow_unpinned)
         except MedserveError as exc:
             console.print(f"[red]{name}: {exc.message}[/red]")
             raise typer.Exit(1) from None

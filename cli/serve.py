@@ -123,8 +123,9 @@ def _child_env(settings: Any, redis_url: str, routes: dict[str, str]) -> dict[st
     return env
 
 
-def _raise_exit(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
+def _stop(signum: int, frame: Any) -> None:
+    """SIGTERM is a clean stop: the children are stopped in `finally`, and serve exits 0."""
+    raise SystemExit(0)
 
 
 def serve(
@@ -148,7 +149,7 @@ def serve(
     port = port or settings.port
     _check_bind(settings, host)
     configure_logging(settings)
-    signal.signal(signal.SIGTERM, _raise_exit)
+    signal.signal(signal.SIGTERM, _stop)
 
     servable, skipped, tiny = plan_models(settings, settings.models)
     for name, reason in skipped.items():

@@ -41,7 +41,7 @@ def _parent_death_signal() -> Callable[[], None] | None:
     return hook
 
 
-_PDEATHSIG = _parent_death_signal()
+PDEATHSIG = _parent_death_signal()
 
 
 @dataclass
@@ -92,7 +92,7 @@ class Supervisor:
             child.spec.argv,
             env=child.spec.env,
             start_new_session=True,
-            preexec_fn=_PDEATHSIG,  # a single prctl call: safe beside threads
+            preexec_fn=PDEATHSIG,  # a single prctl call: safe beside threads
         )
         child.started_at = time.monotonic()
         child.restart_at = None

@@ -198,6 +198,8 @@ def render(
     Headers: JSON content type, the error code (so a client rebuilds the exact type) and
     `Retry-After` whenever the caller may retry (an explicit delay, 429 or 503)."""
     status = http_status(error)
+    if oip and status == 422:
+        status = 400  # Triton and KServe answer every invalid inference request with 400
     doc: dict[str, Any]
     if oip:
         doc = {"error": error.message}

@@ -128,6 +128,7 @@ class WorkerSettings(CommonSettings):
     models: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(DEFAULT_MODELS))
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     worker_port: int = 8100
+    worker_grpc_port: int | None = Field(None, description="A worker's OIP gRPC port (unset: off).")
     max_batch_size: int | None = Field(None, description="Override every model's batch size.")
     max_queue_delay_ms: float | None = None
     max_queue_size: int | None = None

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from core.constants import STORE_MARKER
 from core.errors import ModelNotFound, WeightsUnavailable
+from model_store.lock import LockFile, is_pinned
 from model_store.manifest import Manifest
 
 MARKER = STORE_MARKER
@@ -63,6 +64,7 @@ def tree_digest(root: Path) -> tuple[str, dict[str, str]]:
 
 def write_marker(root: Path, manifest: Manifest, weights: Weights, **extra: Any) -> dict[str, Any]:
     digest, files = tree_digest(root)
+    sizes = {rel: (root / rel).stat().st_size for rel in files}
     info = {
         "name": manifest.name,
         "family": manifest.family,
@@ -70,6 +72,7 @@ def write_marker(root: Path, manifest: Manifest, weights: Weights, **extra: Any)
         "weights": weights,
         "digest": digest,
         "files": files,
+        "sizes": sizes,
         "created": time.time(),
         **extra,
     }
@@ -108,7 +111,22 @@ class ModelStore:
                 f"model '{name}' has no weights in {self.root}: run `medserve models pull {name}`"
                 f" or `medserve models tiny {name}`"
             )
+        if info["weights"] == "pulled":
+            self._check_lock(name, info)
         return ResolvedModel(manifest, self.path(name), info["weights"], info["digest"], info)
+
+    def _check_lock(self, name: str, info: dict[str, Any]) -> None:
+        """Before loading pulled weights: they were locked, and no file changed size since."""
+        problems = LockFile(self.root).problems(name, info.get("files", {}))
+        sizes: dict[str, int] = info.get("sizes", {})
+        for rel, size in sizes.items():
+            path = self.path(name) / rel
+            if not path.exists() or path.stat().st_size != size:
+                problems.append(f"{name}: {rel} changed on disk since it was pulled")
+        if problems:
+            raise WeightsUnavailable(
+                f"{problems[0]}; run `medserve models verify {name}` or pull it again"
+            )
 
     def verify(self, name: str) -> list[str]:
         """Re-hash the files; return a list of problems (empty when intact)."""
@@ -123,6 +141,8 @@ class ModelStore:
                 problems.append(f"{name}: {rel} changed or is missing")
         if digest != info["digest"] and not problems:
             problems.append(f"{name}: unexpected extra files")
+        if info["weights"] == "pulled":
+            problems += LockFile(self.root).problems(name, files)
         if info["weights"] == "pulled" and manifest.source:
             for spec in manifest.source.files:
                 if spec.sha256 and files.get(spec.path) != spec.sha256:
@@ -130,13 +150,24 @@ class ModelStore:
         return problems
 
     def pull(
-        self, name: str, token: str | None = None, endpoint_check: bool = True
+        self,
+        name: str,
+        token: str | None = None,
+        endpoint_check: bool = True,
+        allow_unpinned: bool = False,
     ) -> ResolvedModel:
-        """Download the pinned revision with huggingface_hub and check every sha256."""
+        """Download the pinned revision with huggingface_hub, check every sha256 against the
+        manifest and the lock file (recording it at the first pull)."""
         manifest = self.manifest(name)
         source = manifest.source
         if source is None:
             raise WeightsUnavailable(f"model '{name}' has no remote source; use `models tiny`")
+        if not allow_unpinned and not is_pinned(source.revision):
+            raise WeightsUnavailable(
+                f"model '{name}' pins revision '{source.revision}', which can move: set "
+                "source.revision in its manifest to the 40-character commit sha (see "
+                "docs/model-store.md), or pass --allow-unpinned to pull it anyway"
+            )
         if endpoint_check and not _hub_reachable():
             raise WeightsUnavailable(
                 "the Hugging Face Hub cannot be reached from this machine (offline); pull on a "
@@ -168,6 +199,8 @@ class ModelStore:
                 raise WeightsUnavailable(f"{name}: expected file {spec.path} was not downloaded")
             if spec.sha256 and sha256_file(path) != spec.sha256:
                 raise WeightsUnavailable(f"{name}: {spec.path} failed its sha256 check")
+        _, files = tree_digest(target)
+        LockFile(self.root).record_or_check(name, source.repo_id, source.revision, files)
         info = write_marker(target, manifest, "pulled", revision=source.revision)
         return ResolvedModel(manifest, target, "pulled", info["digest"], info)
 

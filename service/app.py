@@ -28,6 +28,7 @@ from core.validation import describe_errors, fields_of
 from model_store.manifest import Manifest
 from service.auth import Authenticator, RateLimiter
 from service.discovery import Discovery
+from service.grpc_gateway import GatewayService, start_grpc_gateway
 from service.metrics import GatewayMetrics
 from service.middleware import GatewayMiddleware, is_oip
 from service.model_router import ModelRouter
@@ -159,12 +160,14 @@ def _install_docs(app: FastAPI, auth_enabled: bool) -> None:
             schema = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
-            if auth_enabled:
-                schema.setdefault("components", {})["securitySchemes"] = {
-                    "bearer": {"type": "http", "scheme": "bearer"},
-                    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                }
-                schema["security"] = [{"bearer": []}, {"apiKey": []}]
+            # Swagger's Authorize button; with auth off, "no key" is a valid choice too.
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "An API key"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            }
+            schema["security"] = [{"bearer": []}, {"apiKey": []}]
+            if not auth_enabled:
+                schema["security"].append({})
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -191,10 +194,16 @@ def create_app(settings: GatewaySettings, manifests: dict[str, Manifest] | None 
             app.state.jobs = JobControl.from_settings(settings)
         await discovery.start()
         await readiness.start()
+        grpc_server = None
+        if settings.grpc_port:
+            service = GatewayService(models, readiness, authenticator, limiter, metrics)
+            grpc_server = await start_grpc_gateway(service, settings)
         log.info("gateway started", extra={"models": sorted(models.routes)})
         try:
             yield
         finally:
+            if grpc_server is not None:
+                await grpc_server.stop(grace=1.0)
             await readiness.close()
             await discovery.close()
             await models.close()

@@ -61,7 +61,7 @@ class Discovery:
     async def poll_once(self) -> None:
         static: dict[str, list[ModelRoute]] = {}
         for route in self.router.routes.values():
-            if not route.discovered:
+            if not route.discovered and route.engine == "worker":
                 static.setdefault(route.url, []).append(route)
         probes = [self._discover(url) for url in self.urls]
         probes += [self._probe_worker(url, routes) for url, routes in static.items()]

@@ -23,7 +23,14 @@ from core.constants import (
     REQUEST_ID_HEADER,
     TIMEOUT_HEADER,
 )
-from core.errors import InvalidInput, MedserveError, ModelNotFound, ModelNotReady, Unreachable
+from core.errors import (
+    BadRequest,
+    InvalidInput,
+    MedserveError,
+    ModelNotFound,
+    ModelNotReady,
+    Unreachable,
+)
 from core.settings import GatewaySettings
 from model_store.manifest import Manifest
 from service.metrics import GatewayMetrics
@@ -32,6 +39,7 @@ from workers.runtime.families import load_manifests
 from workers.runtime.oip import InferResponse
 
 log = logging.getLogger("medserve.routing")
+VLLM_MODEL = "medval-4b"  # the platform's name for the model a configured vLLM serves
 
 # Headers the gateway passes to a worker and back, unchanged (OIP forwarding).
 FORWARD_REQUEST_HEADERS = (
@@ -64,6 +72,7 @@ class ModelRoute:
     metadata: dict[str, Any] | None = None
     checked_at: float = 0.0
     timeouts: int = 0
+    engine: str = "worker"  # worker: OIP v2; vllm: an OpenAI-compatible engine (no OIP)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -86,6 +95,9 @@ class ModelRouter:
         self.routes: dict[str, ModelRoute] = {
             name: ModelRoute(name, base_url(url)) for name, url in settings.routes.items()
         }
+        if settings.vllm_base_url:  # the LLM vLLM serves is routed too (its readiness: vLLM's)
+            name = VLLM_MODEL
+            self.routes[name] = ModelRoute(name, base_url(settings.vllm_base_url), engine="vllm")
         self._clients: dict[str, OIPClient] = {}
 
     async def close(self) -> None:
@@ -137,6 +149,16 @@ class ModelRouter:
             )
         return route
 
+    def oip_route(self, model: str) -> ModelRoute:
+        """The route of a model that speaks OIP (not one served by an OpenAI-style engine)."""
+        route = self.route(model)
+        if route.engine != "worker":
+            raise BadRequest(
+                f"model '{model}' runs on {route.engine}, which does not speak the Open Inference "
+                "Protocol; use /v1/chat/completions or /v1/completions"
+            )
+        return route
+
     @property
     def retry_after(self) -> int:
         return max(1, math.ceil(self.settings.health_interval_s))
@@ -149,7 +171,7 @@ class ModelRouter:
         **options: Any,
     ) -> InferResponse:
         """One OIP inference on the worker hosting `model` (options as `OIPClient.infer`)."""
-        route = self.route(model)
+        route = self.oip_route(model)
         start = time.perf_counter()
         try:
             return await self.client(route.url).infer(model, inputs, parameters, **options)

@@ -85,6 +85,11 @@ class Readiness:
             reason = f"{name} does not answer ({type(exc).__name__})"
         except Exception as exc:  # redis raises its own hierarchy
             reason = f"{name} does not answer ({type(exc).__name__})"
+        if name == "vllm":
+            for route in self.discovery.router.routes.values():
+                if route.engine == "vllm":
+                    state_name = "READY" if reason is None else "UNAVAILABLE"
+                    self.discovery.router.set_state(route, reason is None, state_name, reason)
         if reason != state.reason:
             log.log(logging.INFO if reason is None else logging.WARNING, "dependency state",
                     extra={"dependency": name, "reason": reason})  # fmt: skip

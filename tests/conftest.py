@@ -60,7 +60,8 @@ def embedded_stack(
     """`embedded_stack(models, **settings)`: a ready real stack, shared per (models, settings)."""
     stacks: dict[tuple[Any, ...], EmbeddedStack] = {}
 
-    def get(models: list[str], **overrides: Any) -> EmbeddedStack:
+    def get(models: list[str], skip_ready: bool = False, **overrides: Any) -> EmbeddedStack:
+        """`skip_ready`: return once the gateway answers, for stacks meant to be not ready."""
         key = (frozenset(models), json.dumps(overrides, sort_keys=True, default=str))
         stack = stacks.get(key)
         if stack is None:
@@ -70,12 +71,14 @@ def embedded_stack(
             stack = EmbeddedStack(sorted(models), model_dir, home, overrides)
             stacks[key] = stack
             try:
-                stack.start()
+                stack.start(wait_ready=not skip_ready)
             except Exception:
                 stack.stop()
                 del stacks[key]
                 raise
-        elif not all(w.alive() for w in stack.workers) or not stack.gateway.alive():
+        elif not skip_ready and (
+            not all(w.alive() for w in stack.workers) or not stack.gateway.alive()
+        ):
             stack.heal()
         return stack
 

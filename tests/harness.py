@@ -213,11 +213,16 @@ class EmbeddedStack:
     def worker_pids(self) -> list[int]:
         return [w.pid for w in self.workers]
 
-    def start(self) -> EmbeddedStack:
+    def start(self, wait_ready: bool = True) -> EmbeddedStack:
         for worker in self.workers:
             worker.start()
         self.gateway.start()
-        self.wait_ready()
+        if wait_ready:
+            self.wait_ready()
+        else:
+            wait_for(
+                self.url + "/livez", READY_TIMEOUT_S, lambda r: r.status_code == 200, self.logs
+            )
         return self
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:

@@ -12,7 +12,7 @@ import mimetypes
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -22,6 +22,15 @@ from service.schemas.jobs import Artifact, ArtifactList, JobCreate, JobList, Job
 from workers.jobs.records import STATES
 
 router = APIRouter(tags=["jobs"])
+JobId = Annotated[
+    str,
+    Path(
+        description="The id POST /v1/jobs returned.", examples=["3f2b9c1e6d4a4f0e9b7c2a1d5e8f6a0b"]
+    ),
+]
+ArtifactPath = Annotated[
+    str, Path(description="A path from GET /v1/jobs/{job_id}/artifacts.", examples=["items.jsonl"])
+]
 EVENT_POLL_S = 0.25
 KEEPALIVE_S = 15.0
 
@@ -63,19 +72,19 @@ def list_jobs(
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobView)
-def get_job(job_id: str, jobs: JobsDep, tenant: TenantDep) -> JobView:
+def get_job(job_id: JobId, jobs: JobsDep, tenant: TenantDep) -> JobView:
     return JobView.from_record(jobs.get(tenant, job_id))
 
 
 @router.post("/v1/jobs/{job_id}/cancel", status_code=202, response_model=JobView)
-def cancel_job(job_id: str, jobs: JobsDep, tenant: TenantDep) -> JobView:
+def cancel_job(job_id: JobId, jobs: JobsDep, tenant: TenantDep) -> JobView:
     """Stop a queued or running job; a running job stops between items and keeps its shards."""
     return JobView.from_record(jobs.cancel(tenant, job_id))
 
 
 @router.get("/v1/jobs/{job_id}/events")
 async def job_events(
-    job_id: str, request: Request, jobs: JobsDep, tenant: TenantDep
+    job_id: JobId, request: Request, jobs: JobsDep, tenant: TenantDep
 ) -> StreamingResponse:
     """Server-sent events: `progress` on every change, then `end` at a terminal state."""
     first = await run_in_threadpool(jobs.get, tenant, job_id)
@@ -115,7 +124,7 @@ def _sse(event: str, data: str) -> bytes:
 
 
 @router.get("/v1/jobs/{job_id}/artifacts", response_model=ArtifactList)
-def list_artifacts(job_id: str, jobs: JobsDep, tenant: TenantDep) -> ArtifactList:
+def list_artifacts(job_id: JobId, jobs: JobsDep, tenant: TenantDep) -> ArtifactList:
     """The job's output files so far (finished shards included while it runs)."""
     job, store = jobs.artifacts(tenant, job_id)
     return ArtifactList(
@@ -130,7 +139,7 @@ def list_artifacts(job_id: str, jobs: JobsDep, tenant: TenantDep) -> ArtifactLis
 
 @router.get("/v1/jobs/{job_id}/artifacts/{path:path}")
 def download_artifact(
-    job_id: str, path: str, jobs: JobsDep, tenant: TenantDep
+    job_id: JobId, path: ArtifactPath, jobs: JobsDep, tenant: TenantDep
 ) -> StreamingResponse:
     """Download one artifact file."""
     _, store = jobs.artifacts(tenant, job_id)

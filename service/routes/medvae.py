@@ -9,17 +9,15 @@ worker decodes, preprocesses and formats, so OIP clients and jobs share the same
 from __future__ import annotations
 
 import base64
-import binascii
 import json
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-import orjson
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, ValidationError
 
-from core.errors import BadRequest, InvalidInput, UnsupportedMediaType
+from core.errors import InvalidInput
 from service.deps import ModelsDep, RequestIdDep
+from service.forms import parse_body, request_body
 from service.schemas.medvae import (
     DecodeRequest,
     DecodeResponse,
@@ -27,17 +25,32 @@ from service.schemas.medvae import (
     EncodeResponse,
     Tensor,
 )
-from workers.imaging.readers import sniff
-from workers.runtime.oip import InferResponse
+from workers.runtime.oip import DTYPES, InferResponse
 
 router = APIRouter(tags=["medvae"])
-Schema = TypeVar("Schema", bound=BaseModel)
 
-IMAGE_KINDS = ("png", "jpeg", "dicom", "nifti", "npy")
-LATENT_KINDS = ("npy", "safetensors", "nifti")
-JSON_FIELDS = ("tensor", "spacing", "value_range", "affine")
-DTYPES = {"FP32": np.float32, "FP64": np.float64, "FP16": np.float16, "UINT8": np.uint8,
-          "UINT16": np.uint16, "INT16": np.int16, "INT32": np.int32}  # fmt: skip
+# A 16x16 gradient PNG and the 1x4x4 zero latent of medvae-4-1-2d: Swagger's examples run as is.
+EXAMPLE_PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAABAAAAAQCAAAAAA6mKC9AAAAEUlEQVR4nGNk4EAFTBwjWgAASdQIGE5wic0AAAAAS"
+    "UVORK5CYII="
+)
+EXAMPLE_LATENT = (
+    "k05VTVBZAQB2AHsnZGVzY3InOiAnPGY0JywgJ2ZvcnRyYW5fb3JkZXInOiBGYWxzZSwgJ3NoYXBlJzogKDEsIDQsIDQp"
+    "LCB9ICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgIAoAAAAAAAAAAAAA"
+    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+)
+ENCODE_BODY = request_body(
+    EncodeRequest,
+    "image_base64",
+    {"model": "medvae-4-1-2d", "image_base64": EXAMPLE_PNG},
+    "The image: PNG, JPEG, single-frame DICOM or NIfTI (.nii/.nii.gz).",
+)
+DECODE_BODY = request_body(
+    DecodeRequest,
+    "latent_base64",
+    {"model": "medvae-4-1-2d", "latent_base64": EXAMPLE_LATENT},
+    "The latent file from encode: .npy, safetensors or NIfTI.",
+)
 
 
 def _flatten(data: list[Any]) -> list[Any]:
@@ -61,60 +74,6 @@ def tensor_array(tensor: Tensor) -> np.ndarray:
         return np.asarray(flat, dtype=DTYPES[tensor.datatype]).reshape(tensor.shape)
     except (TypeError, ValueError):
         raise InvalidInput(f"tensor data does not fit datatype {tensor.datatype}") from None
-
-
-async def _parse(
-    request: Request, schema: type[Schema], b64_field: str
-) -> tuple[Schema, bytes | None]:
-    """The body as `schema` plus the file bytes (from a multipart `file` part or base64)."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    raw_file: bytes | None = None
-    if content_type == "multipart/form-data":
-        form = await request.form()
-        fields: dict[str, Any] = {}
-        for key, value in form.multi_items():
-            if hasattr(value, "read"):
-                if key != "file":
-                    raise InvalidInput(f"send the file in a part named 'file', not '{key}'")
-                raw_file = await value.read()
-            elif key in JSON_FIELDS:
-                try:
-                    fields[key] = json.loads(value)
-                except ValueError:
-                    raise InvalidInput(f"form field '{key}' must be JSON") from None
-            else:
-                fields[key] = value
-        if raw_file is not None:
-            fields[b64_field] = ""
-    elif content_type in ("application/json", ""):
-        try:
-            fields = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
-            raise BadRequest("the body is not valid JSON") from None
-        if not isinstance(fields, dict):
-            raise BadRequest("the body must be a JSON object")
-    else:
-        raise UnsupportedMediaType("send application/json or multipart/form-data")
-    try:
-        body = schema.model_validate(fields)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
-        raise InvalidInput(f"{where}: {first.get('msg', 'invalid value')}") from None
-    encoded = getattr(body, b64_field)
-    if raw_file is None and encoded:
-        try:
-            raw_file = base64.b64decode(encoded, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidInput(f"{b64_field} is not valid base64") from None
-    if raw_file is not None and not raw_file:
-        raise InvalidInput("the file is empty")
-    return body, raw_file
-
-
-def _check_model(models: ModelsDep, name: str) -> None:
-    if models.manifest(name).family != "medvae":
-        raise InvalidInput(f"model '{name}' is not a MedVAE model; use e.g. medvae-4-1-2d")
 
 
 def _params(values: dict[str, Any]) -> dict[str, Any]:
@@ -151,28 +110,18 @@ def _provenance(p: dict[str, Any]) -> dict[str, Any]:
     "/v1/medvae/encode",
     response_model=EncodeResponse,
     summary="Encode a 2D image or 3D volume to a MedVAE latent",
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "application/json": {"schema": EncodeRequest.model_json_schema()},
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {"file": {"type": "string", "format": "binary"}},
-                    }
-                },
-            }
+    openapi_extra=ENCODE_BODY,
+    responses={
+        200: {
+            "description": "JSON with the latent file in data_base64, or the raw "
+            "file itself with response=file"
         }
     },
 )
 async def encode(request: Request, models: ModelsDep, request_id: RequestIdDep) -> Any:
-    body, raw = await _parse(request, EncodeRequest, "image_base64")
-    _check_model(models, body.model)
+    body, raw = await parse_body(request, EncodeRequest, "image_base64")
+    models.manifest(body.model, family="medvae")
     if raw is not None:
-        if sniff(raw) not in IMAGE_KINDS:
-            raise InvalidInput(
-                "the file is not a supported image: send PNG, JPEG, single-frame DICOM or NIfTI"
-            )
         inputs = {"IMAGE": np.array([raw], dtype=np.object_)}
     else:
         assert body.tensor is not None
@@ -204,28 +153,19 @@ async def encode(request: Request, models: ModelsDep, request_id: RequestIdDep) 
     "/v1/medvae/decode",
     response_model=DecodeResponse,
     summary="Decode a MedVAE latent to an image (PNG for 2D, NIfTI for 3D)",
-    openapi_extra={
-        "requestBody": {
-            "content": {
-                "application/json": {"schema": DecodeRequest.model_json_schema()},
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {"file": {"type": "string", "format": "binary"}},
-                    }
-                },
-            }
+    openapi_extra=DECODE_BODY,
+    responses={
+        200: {
+            "description": "JSON with the image file in data_base64, or the raw "
+            "file itself with response=file"
         }
     },
 )
 async def decode(request: Request, models: ModelsDep, request_id: RequestIdDep) -> Any:
-    body, raw = await _parse(request, DecodeRequest, "latent_base64")
-    _check_model(models, body.model)
-    manifest = models.manifest(body.model)
+    body, raw = await parse_body(request, DecodeRequest, "latent_base64")
+    manifest = models.manifest(body.model, family="medvae")
     fmt = body.format or ("nifti" if manifest.input.dims == 3 else "png")
     if raw is not None:
-        if sniff(raw) not in LATENT_KINDS:
-            raise InvalidInput("the latent file is not .npy, safetensors or NIfTI data")
         inputs = {"LATENT_FILE": np.array([raw], dtype=np.object_)}
     else:
         assert body.tensor is not None

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import time
+
+from fastapi import APIRouter, Path
 
 from core.errors import ModelNotFound
-from service.deps import ModelsDep
+from service.deps import ModelsDep, SettingsDep
 from service.model_router import ModelRoute, ModelRouter
-from service.schemas.models import ModelInfo, ModelList, WeightsInfo
+from service.routes.openai import llm_names
+from service.schemas.models import ModelInfo, ModelList, OpenAIModel, WeightsInfo
 
 router = APIRouter(prefix="/v1", tags=["models"])
+
+
+STARTED = int(time.time())
 
 
 def _info(models: ModelRouter, route: ModelRoute) -> ModelInfo:
@@ -17,7 +23,10 @@ def _info(models: ModelRouter, route: ModelRoute) -> ModelInfo:
     metadata = route.metadata or {}
     params = metadata.get("parameters") or {}
     info = ModelInfo(
+        id=route.name,
+        created=STARTED,
         name=route.name,
+        engine=route.engine,
         ready=route.ready,
         state=route.state,
         reason=route.reason,
@@ -39,8 +48,12 @@ def _info(models: ModelRouter, route: ModelRoute) -> ModelInfo:
 
 
 @router.get("/models", response_model=ModelList, summary="Every model this gateway serves")
-async def list_models(models: ModelsDep) -> ModelList:
-    return ModelList(models=[_info(models, route) for route in models.snapshot().values()])
+async def list_models(models: ModelsDep, settings: SettingsDep) -> ModelList:
+    llms = set(llm_names(models, settings))
+    routes = models.snapshot().values()
+    data = [OpenAIModel(id=r.name, created=STARTED, owned_by="medserve" if r.engine == "worker"
+                        else r.engine) for r in routes if r.name in llms]  # fmt: skip
+    return ModelList(data=data, models=[_info(models, route) for route in routes])
 
 
 @router.get(
@@ -49,7 +62,9 @@ async def list_models(models: ModelsDep) -> ModelList:
     summary="One served model: manifest facts, readiness, weights",
     responses={404: {"description": "The model is not served here."}},
 )
-async def get_model(name: str, models: ModelsDep) -> ModelInfo:
+async def get_model(
+    models: ModelsDep, name: str = Path(description="A served model.", examples=["echo"])
+) -> ModelInfo:
     route = models.routes.get(name)
     if route is None:
         raise ModelNotFound(f"model '{name}' is not served here; served models: {models.served()}")

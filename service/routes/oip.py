@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import quote
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -22,8 +23,11 @@ from core.constants import VERSION
 from core.errors import MedserveError, render
 from service.deps import ModelsDep, ReadinessDep
 from service.model_router import ModelRouter
+from workers.runtime.server_info import SERVER_NAME
 
 router = APIRouter(tags=["open inference protocol v2"])
+ModelName = Annotated[str, Path(description="A served model.", examples=["echo"])]
+ModelVersion = Annotated[str, Path(description="The model's version.", examples=["1"])]
 
 _JSON = "application/json"
 _Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
@@ -97,7 +101,7 @@ class ForwardInfer:
         models: ModelRouter = scope["app"].state.models
         request_id = scope["state"]["request_id"]
         try:
-            route = models.route(scope["path_params"]["model_name"])
+            route = models.oip_route(scope["path_params"]["model_name"])
             body = await _read_body(receive)
             if body is None:
                 return  # the client went away; nothing to forward
@@ -150,9 +154,14 @@ async def _forward_get(request: Request, models: ModelRouter, model: str) -> Res
 @router.get("/v2", summary="Server metadata")
 async def server_metadata() -> dict[str, Any]:
     return {
-        "name": "medserve",
+        "name": SERVER_NAME,
         "version": VERSION,
-        "extensions": ["binary_tensor_data", "model_repository", "statistics"],
+        "extensions": [
+            "binary_tensor_data",
+            "model_repository",
+            "statistics",
+            "model_configuration",
+        ],
     }
 
 
@@ -182,32 +191,72 @@ async def repository_index(models: ModelsDep) -> list[dict[str, Any]]:
 
 
 @router.get("/v2/models/{model_name}", summary="Model metadata (inputs, outputs, provenance)")
-async def model_metadata(model_name: str, request: Request, models: ModelsDep) -> Response:
+async def model_metadata(model_name: ModelName, request: Request, models: ModelsDep) -> Response:
     return await _forward_get(request, models, model_name)
 
 
 @router.get("/v2/models/{model_name}/versions/{model_version}", summary="Model metadata")
 async def model_version_metadata(
-    model_name: str, model_version: str, request: Request, models: ModelsDep
+    model_name: ModelName, model_version: ModelVersion, request: Request, models: ModelsDep
 ) -> Response:
     return await _forward_get(request, models, model_name)
 
 
 @router.get("/v2/models/{model_name}/ready", summary="Model readiness (200 ready, else 503)")
-async def model_ready(model_name: str, request: Request, models: ModelsDep) -> Response:
+async def model_ready(model_name: ModelName, request: Request, models: ModelsDep) -> Response:
     return await _forward_get(request, models, model_name)
 
 
 @router.get("/v2/models/{model_name}/versions/{model_version}/ready", summary="Model readiness")
 async def model_version_ready(
-    model_name: str, model_version: str, request: Request, models: ModelsDep
+    model_name: ModelName, model_version: ModelVersion, request: Request, models: ModelsDep
 ) -> Response:
     return await _forward_get(request, models, model_name)
 
 
 @router.get("/v2/models/{model_name}/stats", summary="Model statistics (queue, batches)")
-async def model_stats(model_name: str, request: Request, models: ModelsDep) -> Response:
+async def model_stats(model_name: ModelName, request: Request, models: ModelsDep) -> Response:
     return await _forward_get(request, models, model_name)
+
+
+@router.get(
+    "/v2/models/{model_name}/config",
+    summary="Triton model configuration (max_batch_size, dynamic_batching, inputs, outputs)",
+)
+async def model_config(model_name: ModelName, request: Request, models: ModelsDep) -> Response:
+    return await _forward_get(request, models, model_name)
+
+
+async def _repository(request: Request, models: ModelRouter, model: str, action: str) -> Response:
+    request_id = request.scope["state"]["request_id"]
+    route = models.routes.get(model)
+    if route is None or route.engine != "worker":
+        models.oip_route(model)  # ModelNotFound, or "runs on vLLM"
+        raise AssertionError  # unreachable
+    path = f"/v2/repository/models/{quote(model, safe='')}/{action}"
+    try:
+        status, headers, data = await models.forward(
+            route, "POST", path, await request.body(), {}, request_id
+        )
+    except MedserveError as error:
+        status, headers, data = render(error, oip=True, request_id=request_id)
+    return _raw(status, headers, data)
+
+
+@router.post(
+    "/v2/repository/models/{model_name}/load",
+    summary="Repository extension: (re)load a model on its worker (answers when ready)",
+)
+async def repository_load(model_name: ModelName, request: Request, models: ModelsDep) -> Response:
+    return await _repository(request, models, model_name, "load")
+
+
+@router.post(
+    "/v2/repository/models/{model_name}/unload",
+    summary="Repository extension: unload a model on its worker (its requests then get 503)",
+)
+async def repository_unload(model_name: ModelName, request: Request, models: ModelsDep) -> Response:
+    return await _repository(request, models, model_name, "unload")
 
 
 # Documentation only: the ASGI routes above answer these paths first.
@@ -216,7 +265,7 @@ async def model_stats(model_name: str, request: Request, models: ModelsDep) -> R
     summary="Inference (OIP v2, JSON or binary tensors)",
     openapi_extra=_OIP_BODY,
 )
-async def model_infer_doc(model_name: str) -> dict[str, Any]:
+async def model_infer_doc(model_name: ModelName) -> dict[str, Any]:
     raise AssertionError("served by ForwardInfer")
 
 
@@ -225,5 +274,7 @@ async def model_infer_doc(model_name: str) -> dict[str, Any]:
     summary="Inference on one model version",
     openapi_extra=_OIP_BODY,
 )
-async def model_version_infer_doc(model_name: str, model_version: str) -> dict[str, Any]:
+async def model_version_infer_doc(
+    model_name: ModelName, model_version: ModelVersion
+) -> dict[str, Any]:
     raise AssertionError("served by ForwardInfer")

@@ -1,6 +1,7 @@
-"""Routes: OpenAI-compatible pass-through (`/v1/chat/completions`, `/v1/completions`) to the
-models the platform runs on vLLM. API keys and rate limits apply as on every route (gateway
-middleware); streaming (SSE) is relayed chunk by chunk.
+"""Routes: OpenAI-compatible chat and text completions (`/v1/chat/completions`,
+`/v1/completions`) for the LLMs the platform serves: relayed to vLLM when it serves the model
+(streaming chunk by chunk), else run on the worker hosting it (`service.openai_compat`). API keys
+and rate limits apply as on every route. The OpenAI-shaped model list is `GET /v1/models`.
 """
 
 from __future__ import annotations
@@ -10,40 +11,51 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from pydantic import ValidationError
 
-from core.errors import (
-    BadRequest,
-    InvalidInput,
-    ModelNotFound,
-    Unavailable,
-    UpstreamError,
-)
+from core.errors import BadRequest, InvalidInput, ModelNotFound, UpstreamError
 from core.settings import GatewaySettings
-from service.deps import LLMDep, SettingsDep
+from core.validation import describe
+from service.deps import LLMDep, ModelsDep, RequestIdDep, SettingsDep
+from service.model_router import VLLM_MODEL, ModelRouter
+from service.openai_compat import in_process, openai_body
+from service.schemas.openai import CHAT_EXAMPLE, COMPLETION_EXAMPLE, ChatRequest, CompletionRequest
+from workers.runtime.families import contract
 from workers.runtime.llm_client import LLMClient
 
 router = APIRouter(tags=["openai"])
 
-PLATFORM_MODEL = "medval-4b"  # the platform's name for the model vLLM serves
+PLATFORM_MODEL = VLLM_MODEL
 
 
-def served_name(settings: GatewaySettings, model: Any) -> str:
-    """Platform or served model name -> the name vLLM knows; 404/503 otherwise."""
+def vllm_name(settings: GatewaySettings, model: str) -> str | None:
+    """The name vLLM knows `model` by, or None when vLLM does not serve it here."""
     if not settings.vllm_base_url:
-        raise Unavailable(
-            "no vLLM engine is configured (set MEDSERVE_VLLM_BASE_URL); the OpenAI-compatible "
-            "routes serve only models that run on vLLM"
-        )
+        return None
     served = settings.vllm_model or PLATFORM_MODEL
-    if not isinstance(model, str) or not model:
-        raise InvalidInput(f"send 'model': one of {PLATFORM_MODEL!r}, {served!r}")
-    if model not in {PLATFORM_MODEL, served}:
-        raise ModelNotFound(
-            f"model '{model[:100]}' does not run on vLLM here; use {PLATFORM_MODEL!r} or {served!r}"
-        )
-    return served
+    return served if model in {PLATFORM_MODEL, served} else None
+
+
+def llm_names(models: ModelRouter, settings: GatewaySettings) -> list[str]:
+    """Every LLM this gateway serves for OpenAI clients (on workers or on vLLM)."""
+    names = {PLATFORM_MODEL} if settings.vllm_base_url else set()
+    for name in models.routes:
+        manifest = models.manifests.get(name)
+        if manifest is not None and getattr(contract(manifest.family), "OPENAI", False):
+            names.add(name)
+    return sorted(names)
+
+
+def _not_served(model: str, models: ModelRouter, settings: GatewaySettings) -> ModelNotFound:
+    served = llm_names(models, settings)
+    listed = ", ".join(repr(n) for n in served) or "none"
+    return ModelNotFound(
+        f"model '{model[:100]}' is not served for OpenAI clients here (served: {listed}); host "
+        "an LLM on a worker (e.g. MEDSERVE_MODELS=medval-4b) or set MEDSERVE_VLLM_BASE_URL"
+    )
 
 
 def _upstream_message(payload: bytes) -> str:
@@ -59,17 +71,22 @@ def _upstream_message(payload: bytes) -> str:
     return message.strip()[:300]
 
 
-async def _forward(
-    request: Request, settings: GatewaySettings, llm: LLMClient | None, path: str
-) -> Response:
+async def _json_body(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.body())
     except ValueError:
-        raise BadRequest("the body is not JSON; send an OpenAI-style JSON request") from None
+        raise BadRequest(
+            "the body is not JSON; send an OpenAI-style JSON request with "
+            "Content-Type: application/json"
+        ) from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
-    body["model"] = served_name(settings, body.get("model"))
-    assert llm is not None
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        raise InvalidInput("send 'model': a served LLM (see GET /v1/models, the `data` list)")
+    return body
+
+
+async def _relay_vllm(llm: LLMClient, path: str, body: dict[str, Any]) -> Response:
     upstream = await llm.open("POST", path, body)
     if upstream.status != 200:
         payload = await upstream.read()
@@ -99,11 +116,50 @@ async def _relay(upstream: Any) -> AsyncIterator[bytes]:
         upstream.release()
 
 
-@router.post("/v1/chat/completions", summary="OpenAI-compatible chat completions (vLLM models)")
-async def chat_completions(request: Request, settings: SettingsDep, llm: LLMDep) -> Response:
-    return await _forward(request, settings, llm, "/chat/completions")
+async def _serve(
+    request: Request, settings: GatewaySettings, models: ModelRouter, llm: LLMClient | None,
+    kind: str, request_id: str,
+) -> Response:  # fmt: skip
+    body = await _json_body(request)
+    model = body["model"]
+    served = vllm_name(settings, model)
+    if served is not None and llm is not None:
+        return await _relay_vllm(llm, f"/{kind}", {**body, "model": served})
+    if model not in llm_names(models, settings):
+        raise _not_served(model, models, settings)
+    schema: type[ChatRequest | CompletionRequest] = (
+        ChatRequest if kind == "chat/completions" else CompletionRequest
+    )
+    try:
+        parsed = schema.model_validate(body)
+    except ValidationError as exc:  # 400, as OpenAI answers an invalid request
+        raise BadRequest("invalid request: " + describe(exc, schema)) from None
+    answer = await in_process(models, parsed, request_id)
+    if parsed.stream:
+        return StreamingResponse(answer.events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache"})  # fmt: skip
+    return Response(orjson.dumps(answer.document()), media_type="application/json")
 
 
-@router.post("/v1/completions", summary="OpenAI-compatible text completions (vLLM models)")
-async def completions(request: Request, settings: SettingsDep, llm: LLMDep) -> Response:
-    return await _forward(request, settings, llm, "/completions")
+@router.post(
+    "/v1/chat/completions",
+    summary="OpenAI-compatible chat completions (LLMs on workers or vLLM)",
+    openapi_extra=openai_body(ChatRequest, CHAT_EXAMPLE),
+)
+async def chat_completions(
+    request: Request, settings: SettingsDep, models: ModelsDep, llm: LLMDep,
+    request_id: RequestIdDep,
+) -> Response:  # fmt: skip
+    return await _serve(request, settings, models, llm, "chat/completions", request_id)
+
+
+@router.post(
+    "/v1/completions",
+    summary="OpenAI-compatible text completions (LLMs on workers or vLLM)",
+    openapi_extra=openai_body(CompletionRequest, COMPLETION_EXAMPLE),
+)
+async def completions(
+    request: Request, settings: SettingsDep, models: ModelsDep, llm: LLMDep,
+    request_id: RequestIdDep,
+) -> Response:  # fmt: skip
+    return await _serve(request, settings, models, llm, "completions", request_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -12,12 +12,12 @@ JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 class JobCreate(BaseModel):
     """Submit a job: its type and that type's parameters (see docs/jobs.md)."""
 
-    type: str = Field(
-        ...,
-        description="synthetic-dataset | latent-dataset | train-classifier | "
-        "train-latent-classifier | sleep (see docs/jobs.md)",
-        examples=["sleep"],
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"type": "sleep", "params": {"items": 3, "item_ms": 10}}]},
     )
+
+    type: str = Field(..., description="A job type (see docs/jobs.md)", examples=["sleep"])
     params: dict[str, Any] = Field(default_factory=dict, description="The job type's parameters.")
     idempotency_key: str | None = Field(
         None, description="Same key (per tenant) returns the same job; or send `Idempotency-Key`."

@@ -78,6 +78,7 @@ class EvaluateRequest(EvaluateOptions):
                     "task": "report2impression",
                     "reference": "FINDINGS: Mild cardiomegaly. No pleural effusion.",
                     "candidate": "IMPRESSION: Mild cardiomegaly.",
+                    "max_tokens": 256,
                 }
             ]
         },

@@ -14,10 +14,24 @@ class WeightsInfo(BaseModel):
     digest: str | None = Field(None, description="sha256 over the weight files.")
 
 
-class ModelInfo(BaseModel):
-    """Manifest facts of a served model plus its live state."""
+class OpenAIModel(BaseModel):
+    """A model as OpenAI clients list it (`client.models.list()`)."""
 
+    id: str
+    object: str = "model"
+    created: int = 0
+    owned_by: str = "medserve"
+
+
+class ModelInfo(BaseModel):
+    """Manifest facts of a served model plus its live state (and OpenAI's model fields)."""
+
+    id: str = Field(description="The model's name (as OpenAI clients read it).")
+    object: str = "model"
+    created: int = 0
+    owned_by: str = "medserve"
     name: str
+    engine: str = Field("worker", description="worker (OIP) or vllm.")
     family: str | None = None
     version: str | None = None
     description: str = ""
@@ -34,6 +48,11 @@ class ModelInfo(BaseModel):
 
 
 class ModelList(BaseModel):
+    """Every served model (`models`), and the LLMs in OpenAI's shape (`object`, `data`), so
+    OpenAI clients pointed at this base URL list them."""
+
+    object: str = "list"
+    data: list[OpenAIModel] = Field(description="The LLMs, for OpenAI-compatible clients.")
     models: list[ModelInfo]
 
 

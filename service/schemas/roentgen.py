@@ -45,7 +45,15 @@ class GenerateRequest(BaseModel):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"age": 74, "sex": "male", "race": "BLACK", "impression": "No acute process."},
+                {
+                    "age": 74,
+                    "sex": "male",
+                    "race": "BLACK",
+                    "impression": "No acute process.",
+                    "scheduler": "ddim",
+                    "steps": 20,
+                    "seed": 1,
+                },
                 {"prompt": "50 year old female. Normal chest radiograph.", "n": 2, "seed": 7},
             ]
         },

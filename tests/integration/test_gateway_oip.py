@@ -131,3 +131,32 @@ def test_binary_request_without_content_type_is_forwarded_byte_for_byte(stack) -
     decoded = decode_response(raw.content, int(raw.headers["inference-header-content-length"]))
     assert decoded.id == "abc"
     np.testing.assert_array_equal(decoded.outputs["OUTPUT0"], x)
+
+
+def test_tritonclient_reads_the_model_config_and_uses_the_repository(triton, stack) -> None:
+    config = triton.get_model_config("echo")
+    assert config["name"] == "echo" and config["max_batch_size"] == 32
+    assert config["input"][0] == {"name": "INPUT0", "data_type": "TYPE_FP32", "dims": [-1],
+                                  "optional": False}  # fmt: skip
+    assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 2000
+    assert "model_configuration" in triton.get_server_metadata()["extensions"]
+    triton.unload_model("echo")
+    x = np.ones((1, 2), np.float32)
+    with pytest.raises(InferenceServerException) as info:
+        triton.infer("echo", [_input(x, True)])
+    assert info.value.status() == "503" and "unloaded" in info.value.message()
+    triton.load_model("echo")
+    np.testing.assert_array_equal(triton.infer("echo", [_input(x, True)]).as_numpy("OUTPUT0"), x)
+    stack.wait_ready()  # discovery sees it ready again
+
+
+def test_malformed_and_mistyped_oip_requests_are_400_with_a_json_content_type(stack) -> None:
+    wrong_type = {"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1, 2],
+                              "data": [1, 2]}]}  # fmt: skip
+    for body in (b"{not json", orjson.dumps(wrong_type)):
+        answer = stack.client.post("/v2/models/echo/infer", content=body)
+        assert answer.status_code == 400, answer.text
+        assert answer.headers["content-type"] == "application/json"
+    assert "must be FP32, not INT32" in answer.json()["error"]
+    missing = stack.client.get("/v2/models/nope")
+    assert missing.status_code == 404 and missing.headers["content-type"] == "application/json"

@@ -137,3 +137,43 @@ def test_examples(client, path: Path) -> None:
     else:
         r = client.post(example["path"], json=example["body"])
     assert r.status_code == example["expect_status"], r.text
+
+
+def test_every_multipart_field_is_coerced_like_its_json_twin(client) -> None:
+    from PIL import Image
+
+    image = png_bytes(gray_image(32))
+    fields = {"model": "medvae-4-1-2d", "modality": "xray", "latent": "s1", "sample": "true",
+              "seed": "3", "format": "safetensors", "crop": "foreground", "roi_size": "32",
+              "spacing": "[1, 1, 1]", "response": "json"}  # fmt: skip
+    r = client.post("/v1/medvae/encode", data=fields, files={"file": ("x.png", image)})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["sample"] is True and body["seed"] == 3 and body["format"] == "safetensors"
+    same = client.post("/v1/medvae/encode", json={**{k: v for k, v in fields.items()},
+                       "sample": True, "seed": 3, "roi_size": 32, "spacing": [1, 1, 1],
+                       "image_base64": b64(image)})  # fmt: skip
+    from safetensors.numpy import load
+
+    tensors = [load(base64.b64decode(x["data_base64"])) for x in (body, same.json())]
+    np.testing.assert_array_equal(tensors[0]["latent"], tensors[1]["latent"])  # same sample
+    latent = encode_npy(client, image)
+    decoded = client.post(
+        "/v1/medvae/decode",
+        data={"model": "medvae-4-1-2d", "bits": "16", "format": "png", "modality": "xray",
+              "response": "file"},
+        files={"file": ("latent.npy", latent)},
+    )  # fmt: skip
+    assert decoded.status_code == 200, decoded.text
+    png = Image.open(io.BytesIO(decoded.content))
+    assert png.mode.startswith("I;16") or png.mode == "I"  # a 16-bit PNG over multipart
+    bad = client.post("/v1/medvae/decode", data={"model": "medvae-4-1-2d", "bits": "12"},
+                      files={"file": ("latent.npy", latent)})  # fmt: skip
+    assert bad.status_code == 422 and "field 'bits'" in bad.json()["error"]["message"]
+
+
+def encode_npy(client, image: bytes) -> bytes:
+    r = client.post(
+        "/v1/medvae/encode", json={"model": "medvae-4-1-2d", "image_base64": b64(image)}
+    )
+    return base64.b64decode(r.json()["data_base64"])

@@ -104,11 +104,35 @@ def test_constrained_request_with_too_small_a_budget_is_422(stack: Any) -> None:
     assert response.status_code == 422 and "max_tokens" in response.json()["error"]["message"]
 
 
-def test_openai_routes_need_a_vllm_engine(stack: Any) -> None:
-    body = {"model": "medval-4b", "messages": [{"role": "user", "content": "hi"}]}
-    response = stack.client.post("/v1/chat/completions", json=body)
-    assert response.status_code == 503
-    assert "MEDSERVE_VLLM_BASE_URL" in response.json()["error"]["message"]
+def test_the_openai_sdk_lists_and_completes_on_the_in_process_model(stack: Any) -> None:
+    """No vLLM configured: the official `openai` package talks to the worker-hosted model."""
+    import openai
+
+    client = openai.OpenAI(base_url=stack.url + "/v1", api_key="unused", max_retries=0)
+    assert [m.id for m in client.models.list()] == ["medval-4b"]
+    assert client.models.retrieve("medval-4b").id == "medval-4b"
+    chat = client.chat.completions.create(
+        model="medval-4b", messages=[{"role": "user", "content": "hi"}], max_tokens=6,
+        temperature=0, stop=["never-generated"],
+    )  # fmt: skip
+    assert chat.object == "chat.completion" and chat.choices[0].message.role == "assistant"
+    assert chat.usage is not None and chat.usage.completion_tokens <= 6
+    assert chat.choices[0].finish_reason in ("stop", "length")
+    stream = client.chat.completions.create(
+        model="medval-4b", messages=[{"role": "user", "content": "hi"}], max_tokens=6,
+        temperature=0, stream=True,
+    )  # fmt: skip
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text == chat.choices[0].message.content  # greedy: the same answer
+    completion = client.completions.create(model="medval-4b", prompt="Impression:", max_tokens=4)
+    assert completion.object == "text_completion" and completion.usage.completion_tokens <= 4
+    with pytest.raises(openai.NotFoundError) as caught:  # not retried: says how to enable one
+        client.chat.completions.create(model="gpt-4", messages=[{"role": "user", "content": "x"}])
+    assert "MEDSERVE_VLLM_BASE_URL" in str(caught.value)
+    with pytest.raises(openai.BadRequestError):  # n > 1 is refused, not silently ignored
+        client.chat.completions.create(
+            model="medval-4b", messages=[{"role": "user", "content": "x"}], n=2
+        )
 
 
 def test_thinking_mode_is_off_unless_asked(tiny_model: Callable[[str], Any]) -> None:

@@ -148,7 +148,8 @@ def test_openai_unknown_model_and_engine_errors(gateway: Any) -> None:
         "/v1/chat/completions", json={"model": "gpt-4", "messages": messages}
     )
     assert unknown.status_code == 404
-    assert "does not run on vLLM" in unknown.json()["error"]["message"]
+    message = unknown.json()["error"]["message"]
+    assert "not served for OpenAI clients here (served: 'medval-4b')" in message
     too_long = gateway.client.post(
         "/v1/chat/completions",
         json={
@@ -174,3 +175,37 @@ def test_openai_routes_apply_api_keys_and_rate_limits(
     codes = [stack.client.post("/v1/completions", json=body, headers=headers).status_code
              for _ in range(3)]  # fmt: skip
     assert codes == [200, 200, 429]
+
+
+def test_the_vllm_model_is_listed_for_openai_clients_and_in_readiness(gateway: Any) -> None:
+    import openai
+
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
+    assert [m.id for m in client.models.list()] == ["medval-4b"]
+    listed = {m["name"]: m for m in gateway.client.get("/v1/models").json()["models"]}
+    assert listed["medval-4b"]["engine"] == "vllm" and listed["medval-4b"]["ready"]
+    ready = gateway.client.get("/readyz").json()
+    assert ready["models"]["medval-4b"]["ready"] and ready["dependencies"]["vllm"]["ready"]
+    chat = client.chat.completions.create(
+        model="medval-4b", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+    )
+    assert chat.choices[0].message.role == "assistant"
+
+
+def test_readiness_turns_503_when_vllm_goes_away(
+    embedded_stack: Callable[..., Any], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A gateway pointed at a vLLM that is not (or no longer) there is not ready, and says why."""
+    stack = embedded_stack(["echo"], vllm_base_url=f"http://127.0.0.1:{free_port()}",
+                           vllm_model="medval-4b", skip_ready=True)  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        answer = stack.client.get("/readyz")
+        body = answer.json()
+        if body["models"].get("echo", {}).get("ready") and "vllm" in body["dependencies"]:
+            break  # the worker is up; only the engine is missing
+        time.sleep(0.5)
+    body = answer.json()
+    assert answer.status_code == 503 and not body["dependencies"]["vllm"]["ready"]
+    assert "does not answer" in body["dependencies"]["vllm"]["reason"]
+    assert body["models"]["echo"]["ready"] and not body["models"]["medval-4b"]["ready"]

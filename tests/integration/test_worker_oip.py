@@ -123,7 +123,7 @@ def test_oversized_body_and_decompression_bomb_are_refused(worker: WorkerProcess
     _assert_still_serves(worker)
 
 
-def test_unknown_model_and_route_are_404_and_invalid_input_is_422(
+def test_unknown_model_and_route_are_404_and_invalid_input_rebuilds_its_type(
     triton: triton_http.InferenceServerClient, worker: WorkerProcess
 ) -> None:
     x = np.ones((1, 2), np.float32)
@@ -171,7 +171,10 @@ def test_request_id_is_echoed_or_generated_and_logged_without_bodies(
     body = orjson.dumps({"inputs": [{"name": "INPUT0", "datatype": "BYTES", "shape": [1],
                                      "data": [secret]}]})  # fmt: skip
     resp = httpx.post(url, content=body, headers={"X-Request-ID": "rid-abc-123"})
-    assert resp.status_code == 422 and resp.headers["x-request-id"] == "rid-abc-123"
+    # a BYTES tensor where the metadata says FP32: 400 (as Triton and KServe answer), its code kept
+    assert resp.status_code == 400 and resp.headers["x-request-id"] == "rid-abc-123"
+    assert resp.headers["x-medserve-error-code"] == "invalid_input"
+    assert resp.headers["content-type"] == "application/json"
     generated = httpx.get(worker.url + "/v2/health/live").headers["x-request-id"]
     assert len(generated) == 32
     resp = httpx.post(url, content=b"{broken", headers={"X-Request-ID": "rid-broken"})
@@ -181,5 +184,5 @@ def test_request_id_is_echoed_or_generated_and_logged_without_bodies(
     lines = [orjson.loads(line) for line in logs.splitlines() if line.startswith("{")]
     assert lines and all("msg" in line for line in lines)
     refused = {line.get("request_id"): line for line in lines if line.get("status")}
-    assert refused["rid-abc-123"]["status"] == 422
+    assert refused["rid-abc-123"]["status"] == 400
     assert refused["rid-broken"]["code"] == "bad_request"

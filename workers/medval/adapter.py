@@ -62,6 +62,12 @@ class MedVALAdapter(ModelAdapter):
         self.resolved = resolved
 
     def decode(self, request: InferRequest, params: Params) -> list[Sample]:
+        if ("messages" in request.inputs) == ("prompt" in request.inputs):
+            raise InvalidInput("send one BYTES input: 'messages' (JSON chats) or 'prompt' (text)")
+        if "prompt" in request.inputs:
+            rows = np.asarray(request.inputs["prompt"], dtype=object).reshape(-1)
+            texts = [r.decode("utf-8", "replace") if isinstance(r, bytes) else str(r) for r in rows]
+            return [Sample("text", text, modality="text", info={"raw": True}) for text in texts]
         rows = np.asarray(request.inputs["messages"], dtype=object).reshape(-1)
         samples = []
         for row, raw in enumerate(rows):
@@ -79,7 +85,7 @@ class MedVALAdapter(ModelAdapter):
         key = (params.max_tokens, params.temperature, params.enable_thinking, params.constrained)
         items = []
         for row, sample in enumerate(samples):
-            prompt = self.tokenizer.apply_chat_template(
+            prompt = sample.data if sample.info.get("raw") else self.tokenizer.apply_chat_template(
                 sample.info["messages"], tokenize=False, add_generation_prompt=True,
                 enable_thinking=params.enable_thinking,
             )  # fmt: skip
@@ -89,21 +95,33 @@ class MedVALAdapter(ModelAdapter):
                     f"messages[{row}] is {length} tokens; with max_tokens={params.max_tokens} "
                     f"that exceeds the model's context of {self.context}: shorten the texts"
                 )
-            items.append(Item(prompt, key=key))
+            items.append(Item(prompt, key=key, meta={"prompt_tokens": length}))
         return items
 
     def predict(self, batch: list[Item]) -> list[Any]:
         max_tokens, temperature, _thinking, constrained = batch[0].key
-        return self.generator.generate(
+        out = self.generator.generate(
             [item.data for item in batch], max_tokens, temperature, constrained
         )
+        return [
+            (*result, item.meta["prompt_tokens"]) for result, item in zip(out, batch, strict=True)
+        ]
 
     def postprocess(self, request: InferRequest, results: list[Any]) -> InferResponse:
+        stops = self.params(request).stop or []
+        cut = [_cut(text, reason, stops) for text, reason, _, _ in results]
         return self.response(
             {
-                "text": np.array([r[0].encode() for r in results], dtype=object),
-                "finish_reason": np.array([r[1].encode() for r in results], dtype=object),
+                "text": np.array([text.encode() for text, _ in cut], dtype=object),
+                "finish_reason": np.array([reason.encode() for _, reason in cut], dtype=object),
                 "completion_tokens": np.array([r[2] for r in results], dtype=np.int32),
+                "prompt_tokens": np.array([r[3] for r in results], dtype=np.int32),
             },
             machine_generated=True,
         )
+
+
+def _cut(text: str, reason: str, stops: list[str]) -> tuple[str, str]:
+    """The answer up to the first stop string (finish_reason "stop" then), as OpenAI does."""
+    found = [text.index(s) for s in stops if s and s in text]
+    return (text[: min(found)], "stop") if found else (text, reason)

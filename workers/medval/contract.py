@@ -1,8 +1,10 @@
 """MedVAL's contract (torch-free): the worker's tensors and parameters, and the task keys.
 
 Input `messages` BYTES [n]: one JSON chat per row (the released MedVAL prompt, built by
-`workers.medval.prompt`). Outputs the raw answer `text`, `finish_reason` and
-`completion_tokens`; parsing (`workers.medval.answer`) is shared by both engines.
+`workers.medval.prompt`), or `prompt` BYTES [n]: raw text completed as is (the OpenAI
+completions route). Outputs the raw answer `text`, `finish_reason`, `completion_tokens` and
+`prompt_tokens`; parsing (`workers.medval.answer`) is shared by both engines.
+`OPENAI = True`: the gateway's OpenAI-compatible routes may serve models of this family.
 """
 
 from __future__ import annotations
@@ -16,11 +18,17 @@ from workers.runtime.spec import TensorSpec
 MAX_TOKENS_LIMIT = 8192
 TASKS = tuple(TASK_PROMPTS)
 
-INPUTS = [TensorSpec("messages", "BYTES", (-1,))]
+OPENAI = True
+
+INPUTS = [
+    TensorSpec("messages", "BYTES", (-1,), optional=True),
+    TensorSpec("prompt", "BYTES", (-1,), optional=True),
+]
 OUTPUTS = [
     TensorSpec("text", "BYTES", (-1,)),
     TensorSpec("finish_reason", "BYTES", (-1,)),
     TensorSpec("completion_tokens", "INT32", (-1,)),
+    TensorSpec("prompt_tokens", "INT32", (-1,)),
 ]
 
 
@@ -29,6 +37,9 @@ class Params(OIPParams):
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     enable_thinking: bool = Field(False, description="Qwen3 thinking mode (off unless asked).")
     constrained: bool = Field(False, description="Decode under the answer grammar.")
+    stop: list[str] | None = Field(
+        None, max_length=4, description="Cut the answer before the first of these strings."
+    )
 
 
 class Tiny(BaseModel):

@@ -137,6 +137,40 @@ class ModelAdapter(ABC):
             parameters={**self.provenance(), **parameters},
         )
 
+    def config(self, batching: Any) -> dict[str, Any]:
+        """Triton's model configuration (`GET /v2/models/{m}/config`), for perf_analyzer-style
+        tools: the batch axis is the leading -1 of a tensor's shape, as Triton writes it."""
+
+        def tensor(spec: TensorSpec) -> dict[str, Any]:
+            dims = (
+                list(spec.shape[1:])
+                if len(spec.shape) > 1 and spec.shape[0] == -1
+                else list(spec.shape)
+            )
+            kind = "TYPE_STRING" if spec.datatype == "BYTES" else f"TYPE_{spec.datatype}"
+            return {"name": spec.name, "data_type": kind, "dims": dims or [1],
+                    "optional": spec.optional}  # fmt: skip
+
+        return {
+            "name": self.name,
+            "platform": f"medserve_{self.manifest.family}",
+            "backend": "medserve",
+            "version_policy": {"latest": {"num_versions": 1}},
+            "max_batch_size": batching.max_batch_size,
+            "input": [tensor(spec) for spec in self.inputs],
+            "output": [tensor(spec) for spec in self.outputs],
+            "dynamic_batching": {
+                "max_queue_delay_microseconds": int(batching.max_queue_delay_ms * 1000),
+                "default_queue_policy": {"max_queue_size": batching.max_queue_size},
+                "priority_levels": 2,
+                "default_priority_level": 1,
+            },
+            "instance_group": [
+                {"count": 1, "kind": "KIND_GPU" if self.device.startswith("cuda") else "KIND_CPU"}
+            ],
+            "parameters": {"family": {"string_value": self.manifest.family}},
+        }
+
     def metadata(self) -> dict[str, Any]:
         return {
             "name": self.manifest.name,

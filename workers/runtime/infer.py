@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import time
 import uuid
 from collections.abc import Callable
@@ -33,10 +32,12 @@ from workers.runtime.adapter import ModelAdapter
 from workers.runtime.oip import (
     HEADER_LENGTH,
     InferRequest,
+    InferResponse,
     decode_request,
     decompress,
     encode_response,
 )
+from workers.runtime.params import parse_priority, parse_timeout
 from workers.runtime.state import WorkerState
 
 log = logging.getLogger("medserve.worker")
@@ -67,37 +68,6 @@ def request_id_from(raw: bytes | str | None) -> str:
 
 def error_parts(error: MedserveError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     return render(error, oip=True)
-
-
-def parse_priority(header: bytes | None, parameters: dict[str, Any]) -> str:
-    """`interactive` (default) or `batch`; tritonclient's integer levels: 0-1 interactive."""
-    value: Any = header.decode("latin-1") if header else parameters.get("priority", "interactive")
-    if isinstance(value, str) and value.isdigit():
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return "interactive" if value <= 1 else "batch"
-    if value in ("interactive", "batch"):
-        return str(value)
-    raise BadRequest("priority must be 'interactive' or 'batch' (or a Triton priority level)")
-
-
-def parse_timeout(header: bytes | None, parameters: dict[str, Any], default: float) -> float:
-    """Seconds: header X-Medserve-Timeout-S, else parameter `timeout` in microseconds."""
-    try:
-        if header:
-            value = float(header)
-        elif parameters.get("timeout") is not None:
-            value = float(parameters["timeout"]) / 1e6
-        else:
-            return default
-    except (TypeError, ValueError):
-        raise BadRequest(
-            "timeout must be a number (X-Medserve-Timeout-S in seconds, or the "
-            "'timeout' parameter in microseconds)"
-        ) from None
-    if not math.isfinite(value) or value <= 0:
-        raise BadRequest("timeout must be a positive number")
-    return value
 
 
 class Stage:
@@ -219,6 +189,42 @@ class InferEndpoint:
             out.append((b"content-type", b"application/octet-stream"))
             out.append((HEADER_LENGTH.lower().encode(), str(header_length).encode()))
         return 200, out, body
+
+    async def run(
+        self, model: str, version: str | None, request: InferRequest, request_id: str
+    ) -> InferResponse:
+        """One decoded request (the gRPC path): preprocess, batch, postprocess."""
+        state = self.state
+        state.ensure_started()
+        if state.draining:
+            raise Unavailable("this worker is shutting down; retry on another", retry_after=1)
+        batcher = state.batcher(model, version)
+        adapter = batcher.adapter
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
+        default = adapter.manifest.batching.timeout_s or state.settings.request_timeout_s
+        priority = parse_priority(None, request.parameters)
+        timeout = parse_timeout(None, request.parameters, default)
+        batcher.begin_arrival()
+        try:
+            items = await self._stage(adapter.name, "pre").run(
+                state.pool, _guard, (adapter.preprocess, request, adapter.name)
+            )
+            pending = batcher.submit(items, priority=priority, request_id=request_id,
+                                     timeout_s=timeout - (loop.time() - arrived))  # fmt: skip
+        finally:
+            batcher.end_arrival()
+        try:
+            results = await pending.future
+        except asyncio.CancelledError:
+            pending.cancel()  # the client went away: drop its queued work
+            raise
+        response: InferResponse = await self._stage(adapter.name, "post").run(
+            state.pool, _guard, (adapter.postprocess, request, results, adapter.name)
+        )
+        if response.id is None:
+            response.id = request.id
+        return response
 
     async def _read_body(self, receive: Receive, headers: dict[bytes, bytes]) -> bytes:
         declared = headers.get(b"content-length")

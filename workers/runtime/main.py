@@ -32,8 +32,10 @@ def build_adapters(models: list[str]) -> dict[str, Any]:
     return {name: adapter_for(manifests[name]) for name in models}
 
 
-def run_worker(settings: Any, models: list[str], host: str, port: int) -> None:
-    """Serve `models` on host:port until SIGTERM/SIGINT."""
+def run_worker(
+    settings: Any, models: list[str], host: str, port: int, grpc_port: int | None = None
+) -> None:
+    """Serve `models` on host:port (and OIP gRPC on grpc_port) until SIGTERM/SIGINT."""
     import uvicorn
 
     from core.logging import configure_logging
@@ -43,7 +45,8 @@ def run_worker(settings: Any, models: list[str], host: str, port: int) -> None:
     # Predict and preprocess threads hand the GIL back to the event loop (and back) often;
     # the default 5 ms switch interval would add up to 5 ms to each hop under load.
     sys.setswitchinterval(0.0005)
-    app = create_worker_app(settings, build_adapters(models))
+    grpc_address = f"{host}:{grpc_port}" if grpc_port else None
+    app = create_worker_app(settings, build_adapters(models), grpc_address=grpc_address)
     state = app.state.worker
 
     class DrainingServer(uvicorn.Server):
@@ -85,6 +88,11 @@ def register_worker(app: typer.Typer) -> None:
         port: int = typer.Option(None, "--port", help="Default: MEDSERVE_WORKER_PORT."),
         host: str = typer.Option("127.0.0.1", "--host"),
         device: str = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N"),
+        grpc_port: int = typer.Option(
+            None,
+            "--grpc-port",
+            help="Also serve OIP over gRPC (default: MEDSERVE_WORKER_GRPC_PORT).",
+        ),
     ) -> None:
         """Serve models over the Open Inference Protocol v2 with dynamic batching."""
         from core.errors import MedserveError
@@ -97,7 +105,8 @@ def register_worker(app: typer.Typer) -> None:
             overrides["device"] = device
         settings = WorkerSettings(**overrides)
         try:
-            run_worker(settings, settings.models, host, port or settings.worker_port)
+            run_worker(settings, settings.models, host, port or settings.worker_port,
+                       grpc_port or settings.worker_grpc_port)  # fmt: skip
         except MedserveError as exc:
             typer.echo(f"error: {exc.message}", err=True)
             raise typer.Exit(2) from None

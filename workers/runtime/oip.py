@@ -122,7 +122,7 @@ def _flatten(data: Any) -> list[Any]:
     return data
 
 
-def _bytes_elements(raw: bytes, count: int, where: str) -> np.ndarray:
+def bytes_elements(raw: bytes, count: int, where: str) -> np.ndarray:
     out = np.empty(count, dtype=np.object_)
     offset = 0
     for i in range(count):
@@ -179,7 +179,7 @@ def _tensor_from_binary(spec: dict[str, Any], raw: bytes, where: str) -> np.ndar
     shape = _shape(spec.get("shape"), where)
     count = math.prod(shape)
     if datatype == "BYTES":
-        return _bytes_elements(raw, count, where).reshape(shape)
+        return bytes_elements(raw, count, where).reshape(shape)
     dtype = DTYPES[datatype].newbyteorder("<")
     if len(raw) != count * dtype.itemsize:
         raise BadRequest(

@@ -9,12 +9,13 @@ sequences) are left to the runtime.
 from __future__ import annotations
 
 import json
+import math
 import typing
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from core.errors import InvalidInput
+from core.errors import BadRequest, InvalidInput
 from core.validation import describe
 
 # Parameters of the protocol itself (KServe v2 / Triton), read by the runtime, not the model.
@@ -69,3 +70,34 @@ class OIPParams(BaseModel):
                 continue
             out[name] = json.dumps(value) if isinstance(value, list | dict) else value
         return out
+
+
+def parse_priority(header: bytes | None, parameters: dict[str, Any]) -> str:
+    """`interactive` (default) or `batch`; tritonclient's integer levels: 0-1 interactive."""
+    value: Any = header.decode("latin-1") if header else parameters.get("priority", "interactive")
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "interactive" if value <= 1 else "batch"
+    if value in ("interactive", "batch"):
+        return str(value)
+    raise BadRequest("priority must be 'interactive' or 'batch' (or a Triton priority level)")
+
+
+def parse_timeout(header: bytes | None, parameters: dict[str, Any], default: float) -> float:
+    """Seconds: header X-Medserve-Timeout-S, else parameter `timeout` in microseconds."""
+    try:
+        if header:
+            value = float(header)
+        elif parameters.get("timeout") is not None:
+            value = float(parameters["timeout"]) / 1e6
+        else:
+            return default
+    except (TypeError, ValueError):
+        raise BadRequest(
+            "timeout must be a number (X-Medserve-Timeout-S in seconds, or the "
+            "'timeout' parameter in microseconds)"
+        ) from None
+    if not math.isfinite(value) or value <= 0:
+        raise BadRequest("timeout must be a positive number")
+    return value

@@ -7,6 +7,7 @@ and the lifespan that loads models and drains on shutdown.
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,15 +19,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from core.constants import VERSION
-from core.errors import BadRequest, MedserveError, NotFound
+from core.errors import BadRequest, MedserveError, NotFound, Unavailable
 from core.settings import WorkerSettings
 from workers.runtime.adapter import ModelAdapter
 from workers.runtime.infer import InferEndpoint, error_parts, request_id_from
 from workers.runtime.metrics import make_registry, render
-from workers.runtime.state import Resolver, WorkerState
-
-SERVER_NAME = "medserve"
-EXTENSIONS = ["binary_tensor_data", "statistics", "model_repository"]
+from workers.runtime.server_info import EXTENSIONS, SERVER_NAME
+from workers.runtime.state import Resolver, WorkerState, batch_config
 
 
 def _json(doc: Any, request: Request, status: int = 200) -> Response:
@@ -72,6 +71,43 @@ async def model_metadata(request: Request) -> Response:
         return _json(_state(request).adapter(p["model"], p.get("version")).metadata(), request)
     except MedserveError as exc:
         return _error(exc, request)
+
+
+async def model_config(request: Request) -> Response:
+    state = _state(request)
+    p = request.path_params
+    try:
+        adapter = state.adapter(p["model"], p.get("version"))
+    except MedserveError as exc:
+        return _error(exc, request)
+    return _json(adapter.config(state.batchers[adapter.name].config
+                                if adapter.name in state.batchers
+                                else batch_config(state.settings, adapter)), request)  # fmt: skip
+
+
+async def repository_load(request: Request) -> Response:
+    """The repository extension: (re)load a hosted model; answers when it is ready."""
+    state = _state(request)
+    state.ensure_started()
+    try:
+        name = state.adapter(request.path_params["model"]).name
+    except MedserveError as exc:
+        return _error(exc, request)
+    loaded = await asyncio.get_running_loop().run_in_executor(state.pool, state.load, name)
+    if not loaded:
+        reason = state.reasons.get(name, "see the worker log")
+        return _error(Unavailable(f"model '{name}' failed to load: {reason}"), request)
+    return _json({}, request)
+
+
+async def repository_unload(request: Request) -> Response:
+    state = _state(request)
+    try:
+        name = state.adapter(request.path_params["model"]).name
+    except MedserveError as exc:
+        return _error(exc, request)
+    await asyncio.get_running_loop().run_in_executor(state.pool, state.unload, name)
+    return _json({}, request)
 
 
 async def model_ready(request: Request) -> Response:
@@ -133,6 +169,8 @@ def _routes(infer: InferEndpoint) -> list[Route]:
         Route("/v2/health/live", live, methods=["GET"]),
         Route("/v2/health/ready", ready, methods=["GET"]),
         Route("/v2/repository/index", repository_index, methods=["POST"]),
+        Route("/v2/repository/models/{model}/load", repository_load, methods=["POST"]),
+        Route("/v2/repository/models/{model}/unload", repository_unload, methods=["POST"]),
         Route("/v2/models/stats", model_stats, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
     ]
@@ -140,26 +178,39 @@ def _routes(infer: InferEndpoint) -> list[Route]:
         routes += [
             Route(prefix + "/ready", model_ready, methods=["GET"]),
             Route(prefix + "/stats", model_stats, methods=["GET"]),
+            Route(prefix + "/config", model_config, methods=["GET"]),
             Route(prefix, model_metadata, methods=["GET"]),
         ]
     return routes
 
 
 def create_worker_app(
-    settings: WorkerSettings, adapters: dict[str, ModelAdapter], *, resolve: Resolver | None = None
+    settings: WorkerSettings,
+    adapters: dict[str, ModelAdapter],
+    *,
+    resolve: Resolver | None = None,
+    grpc_address: str | None = None,
 ) -> Starlette:
     """The ASGI app of a worker hosting `adapters` (loaded in the background at start-up).
 
     `resolve(name) -> ResolvedModel` finds weights; by default the model store under
     `settings.model_root`, building tiny random weights when allowed and none were pulled.
+    With `grpc_address` (host:port) the same models are served over OIP gRPC too.
     """
     state = WorkerState(settings, adapters, resolve)
 
     @asynccontextmanager
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
         state.ensure_started()
+        grpc_server = None
+        if grpc_address:
+            from workers.runtime.grpc_server import start_grpc
+
+            grpc_server = await start_grpc(state, grpc_address)
         yield
         await state.shutdown()
+        if grpc_server is not None:
+            await grpc_server.stop(grace=1.0)
 
     app = Starlette(
         routes=_routes(InferEndpoint(state)),

@@ -100,6 +100,8 @@ class WorkerState:
         )
         self._started = False
         self._loader: threading.Thread | None = None
+        self.device = "cpu"
+        self._resolve: Resolver = resolve or store_resolver(settings, adapters)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -117,27 +119,43 @@ class WorkerState:
 
     def _load_all(self) -> None:
         set_torch_threads(self.settings.torch_threads, self.adapters)
-        device = resolve_device(self.settings.device, self.adapters)
-        resolve = self.resolve or store_resolver(self.settings, self.adapters)
-        for name, adapter in self.adapters.items():
-            if adapter.resolved is not None:
-                self.states[name] = "READY"
-                continue
-            try:
-                adapter.load(resolve(name), device)
-            except MedserveError as exc:
-                self.states[name], self.reasons[name] = "UNAVAILABLE", exc.message
-                log.error("model failed to load", extra={"model": name, "reason": exc.message})
-                continue
-            except Exception as exc:
-                reason = f"loading failed ({type(exc).__name__}); see the worker log"
-                self.states[name], self.reasons[name] = "UNAVAILABLE", reason
-                log.error(
-                    "model failed to load", extra={"model": name, "error_type": type(exc).__name__}
-                )
-                continue
+        self.device = resolve_device(self.settings.device, self.adapters)
+        self._resolve = self.resolve or store_resolver(self.settings, self.adapters)
+        for name in self.adapters:
+            self.load(name)
+
+    def load(self, name: str) -> bool:
+        """(Re)load one model (start-up, or the repository extension's load); True when READY."""
+        adapter = self.adapters[name]
+        if adapter.resolved is not None:
             self.states[name] = "READY"
-            log.info("model ready", extra={"model": name, "device": device, **adapter.provenance()})
+            self.reasons.pop(name, None)
+            return True
+        self.states[name] = "LOADING"
+        try:
+            adapter.load(self._resolve(name), self.device)
+        except MedserveError as exc:
+            self.states[name], self.reasons[name] = "UNAVAILABLE", exc.message
+            log.error("model failed to load", extra={"model": name, "reason": exc.message})
+            return False
+        except Exception as exc:
+            reason = f"loading failed ({type(exc).__name__}); see the worker log"
+            self.states[name], self.reasons[name] = "UNAVAILABLE", reason
+            log.error("model failed to load", extra={"model": name,
+                                                     "error_type": type(exc).__name__})  # fmt: skip
+            return False
+        self.states[name] = "READY"
+        self.reasons.pop(name, None)
+        log.info(
+            "model ready", extra={"model": name, "device": self.device, **adapter.provenance()}
+        )
+        return True
+
+    def unload(self, name: str) -> None:
+        """Free a model's weights (the repository extension's unload); requests get 503."""
+        self.states[name], self.reasons[name] = "UNAVAILABLE", "unloaded"
+        self.adapters[name].unload()
+        log.info("model unloaded", extra={"model": name})
 
     def wait_loaded(self, timeout: float | None = None) -> None:
         if self._loader is not None:

@@ -87,7 +87,7 @@ def test_render_writes_the_envelope_or_the_oip_shape_with_retry_after() -> None:
         "error": {"code": "overloaded", "message": "queue full", "request_id": "r1"}
     }
     status, headers, body = render(errors.InvalidInput("bad"), oip=True)
-    assert status == 422 and orjson.loads(body) == {"error": "bad"}
+    assert status == 400 and orjson.loads(body) == {"error": "bad"}  # OIP: 400, as Triton
     assert b"retry-after" not in dict(headers)
     # 503 and 429 always say when to retry, even without an explicit delay
     assert b"retry-after" in dict(render(errors.Unavailable("down"), oip=True)[1])
