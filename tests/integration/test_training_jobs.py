@@ -208,6 +208,7 @@ def gateway(jobs_env: JobsEnv, tmp_path: Path) -> Iterator[str]:
             proc.wait(timeout=15)
 
 
+@pytest.mark.slow
 def test_both_job_types_through_the_cli(
     jobs_env: JobsEnv, gateway: str, data: dict[str, Path], tmp_path: Path
 ) -> None:
