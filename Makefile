@@ -63,6 +63,7 @@ bench: install engines
 	$(BIN)/python bench/medvae.py
 	$(BIN)/python bench/medval.py
 	$(BIN)/python bench/jobs.py
+	$(BIN)/python bench/training.py
 
 helm-check:
 	bash scripts/helm_check.sh

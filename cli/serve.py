@@ -187,6 +187,8 @@ def serve(
             supervisor.add(ChildSpec(f"worker-{i}", argv, env))
         if "jobs-worker" in COMMANDS:
             supervisor.add(ChildSpec("jobs-worker", [*cli, "jobs-worker"], env))
+            training = [*cli, "jobs-worker", "--queue", "training"]  # its own queue and process
+            supervisor.add(ChildSpec("training-worker", training, env))
         supervisor.start()
         typer.echo(
             f"medserve: gateway on http://{host}:{port} (API docs at /docs), "

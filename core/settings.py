@@ -54,6 +54,11 @@ class CommonSettings(BaseSettings):
     vllm_model: str | None = Field(None, description="Served model name on that server.")
     vllm_api_key: str | None = None
 
+    # Compute (model workers and training runners).
+    torch_threads: int | None = Field(
+        None, description="torch intra-op threads per worker or job runner (unset: torch's)."
+    )
+
     # Observability.
     log_level: str = "INFO"
     log_json: bool = True
@@ -127,9 +132,6 @@ class WorkerSettings(CommonSettings):
     max_batch_size: int | None = Field(None, description="Override every model's batch size.")
     max_queue_delay_ms: float | None = None
     max_queue_size: int | None = None
-    torch_threads: int | None = Field(
-        None, description="torch intra-op threads per worker (unset: torch's default)."
-    )
     request_timeout_s: float = 300.0
     allow_random_weights: bool = Field(
         True, description="Serve tiny random weights when a model was never pulled."

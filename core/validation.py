@@ -8,6 +8,7 @@ are never echoed back.
 from __future__ import annotations
 
 import difflib
+import typing
 from collections.abc import Iterable
 from typing import Any
 
@@ -86,6 +87,26 @@ def describe_errors(
     return "; ".join(parts)
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through Optional, unions, lists, dicts)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def model_at(model: type[BaseModel], loc: Iterable[Any]) -> type[BaseModel] | None:
+    """The nested model that owns the field at `loc` (so a typo deep inside gets a hint)."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if current is None:
+            return None
+        if not isinstance(part, str) or part not in current.model_fields:
+            continue  # list indexes, union tags
+        models = _models_in(current.model_fields[part].annotation)
+        current = models[0] if models else None
+    return current
+
+
 def describe(
     exc: ValidationError,
     model: type[BaseModel] | None = None,
@@ -94,6 +115,14 @@ def describe(
     skip: tuple[str, ...] = ("body", "query", "path"),
     limit: int = 5,
 ) -> str:
-    """`describe_errors` for a ValidationError of `model`."""
-    valid = fields_of(model) if model is not None else []
-    return describe_errors(exc.errors(), valid, what=what, skip=skip, limit=limit)
+    """`describe_errors` for a ValidationError of `model`; an unknown nested field is compared
+    with the fields of the model it sits in."""
+    if model is None:
+        return describe_errors(exc.errors(), [], what=what, skip=skip, limit=limit)
+    parts = []
+    for error in exc.errors()[:limit]:
+        owner = model
+        if error.get("type") == "extra_forbidden":
+            owner = model_at(model, tuple(error.get("loc", ()))[:-1]) or model
+        parts.append(describe_errors([error], fields_of(owner), what=what, skip=skip))
+    return "; ".join(parts)

@@ -98,6 +98,7 @@ async def job_events(
                 view.progress.done,
                 view.progress.shards_done,
                 view.cancel_requested,
+                json.dumps(view.progress.detail, sort_keys=True),
             )
             if mark != last:
                 last, quiet = mark, 0.0

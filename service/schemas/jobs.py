@@ -32,6 +32,11 @@ class JobProgress(BaseModel):
     shards_total: int
     rate_per_s: float = Field(..., description="Items per second of the current attempt.")
     eta_s: float | None = Field(None, description="Seconds left at the current rate.")
+    detail: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Job-specific progress; training jobs: stage, epoch/epochs, step/steps, "
+        "loss (last step), val_auroc (latest validation mean AUROC).",
+    )
 
 
 class JobView(BaseModel):
@@ -68,6 +73,7 @@ class JobView(BaseModel):
                 shards_total=job.shards_total,
                 rate_per_s=job.rate,
                 eta_s=job.eta_s,
+                detail=job.detail,
             ),
             attempt=job.attempt,
             cancel_requested=job.cancel_requested,

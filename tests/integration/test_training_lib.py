@@ -4,7 +4,6 @@ latent classifier, and submit-time input errors."""
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -15,13 +14,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score, roc_curve
+from sklearn.metrics import roc_auc_score
 
 from core.errors import InvalidInput
-from tests.training_data import tiny_params, write_latents, write_real, write_synthetic
+from tests.training_data import (
+    read_predictions,
+    recompute,
+    tiny_params,
+    write_latents,
+    write_real,
+    write_synthetic,
+)
 from workers.training.callbacks import Callbacks, FolderCallbacks, TrainingStopped
 from workers.training.classifier import train_classifier
 from workers.training.inputs import validate_classifier_inputs, validate_latent_inputs
@@ -75,52 +80,6 @@ class Recorder(FolderCallbacks):
 def full_run(data: dict[str, Path]) -> tuple[dict[str, Any], Path, Recorder]:
     host = Recorder(data["root"] / "full")
     return train_classifier(strategy_params(data), host), host.folder, host
-
-
-def read_predictions(path: Path) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    with path.open() as handle:
-        rows = list(csv.DictReader(handle))
-    names = [c[2:] for c in rows[0] if c.startswith("y:")]
-    out = {}
-    for split in ("val", "test"):
-        part = [r for r in rows if r["split"] == split]
-        out[split] = {
-            "y": np.array(
-                [[float(r[f"y:{n}"]) if r[f"y:{n}"] else np.nan for n in names] for r in part]
-            ),
-            "p": np.array([[float(r[f"p:{n}"]) for n in names] for r in part]),
-            "rows": part,
-        }
-    return out, names
-
-
-def recompute(pred: dict[str, dict[str, Any]], names: list[str]) -> dict[str, Any]:
-    """Every headline metric again, from the CSV, with scikit-learn and the stated rules."""
-    val, test = pred["val"], pred["test"]
-    out: dict[str, Any] = {"labels": {}}
-    thresholds = []
-    for j, name in enumerate(names):
-        keep = ~np.isnan(val["y"][:, j])
-        fpr, tpr, thr = roc_curve(val["y"][keep, j], val["p"][keep, j])
-        finite = np.isfinite(thr)
-        t = float(thr[finite][np.argmax((tpr - fpr)[finite])])  # Youden's J on val
-        thresholds.append(t)
-        keep = ~np.isnan(test["y"][:, j])
-        y, p = test["y"][keep, j], test["p"][keep, j]
-        out["labels"][name] = {
-            "threshold": t,
-            "auroc": roc_auc_score(y, p),
-            "accuracy": float(((p >= t) == (y == 1)).mean()),
-        }
-    out["mean_auroc"] = float(np.mean([m["auroc"] for m in out["labels"].values()]))
-    nf = names.index("No Finding")
-    sick = test["y"][:, nf] == 0
-    healthy = test["p"][:, nf] >= thresholds[nf]
-    out["race"] = {}
-    for race in sorted({r["race"] for r in test["rows"]}):
-        mask = np.array([r["race"] == race for r in test["rows"]]) & sick
-        out["race"][race] = float(healthy[mask].mean())
-    return out
 
 
 def test_every_strategy_learns_and_metrics_equal_sklearn(

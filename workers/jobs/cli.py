@@ -12,15 +12,26 @@ def register_jobs_worker(app: typer.Typer) -> None:
     def jobs_worker(
         concurrency: int = typer.Option(1, help="Jobs this process runs at once (threads)."),
         loglevel: str = typer.Option("INFO", help="Log level."),
+        queues: str = typer.Option(
+            "default",
+            "--queue",
+            help="Queues to consume, comma-separated: default (campaigns, benchmarks) and/or "
+            "training (train-* jobs; run these runners on GPU nodes).",
+        ),
     ) -> None:
         """Run batch jobs from the Redis queue (needs MEDSERVE_REDIS_URL)."""
         from core.logging import configure_logging
         from core.settings import JobSettings
         from workers.jobs.models import ModelClients
-        from workers.jobs.queue import JobQueue, run_worker
+        from workers.jobs.queue import QUEUE_NAMES, JobQueue, run_worker
         from workers.jobs.records import JobStore
         from workers.jobs.runner import JobRunner, Reaper
 
+        names = [part.strip() for part in queues.split(",") if part.strip()]
+        unknown = [n for n in names if n not in QUEUE_NAMES]
+        if unknown or not names:
+            typer.echo(f"--queue takes {' and/or '.join(QUEUE_NAMES)}, not {queues!r}", err=True)
+            raise typer.Exit(2)
         settings = JobSettings()
         if not settings.redis_url:
             typer.echo("set MEDSERVE_REDIS_URL to the Redis that holds the job queue", err=True)
@@ -40,6 +51,12 @@ def register_jobs_worker(app: typer.Typer) -> None:
         )
         reaper.start()
         try:
-            run_worker(settings, runner.run, concurrency=concurrency, loglevel=loglevel.upper())
+            run_worker(
+                settings,
+                runner.run,
+                concurrency=concurrency,
+                loglevel=loglevel.upper(),
+                queues=tuple(QUEUE_NAMES[n] for n in dict.fromkeys(names)),
+            )
         finally:
             reaper.stop()

@@ -13,7 +13,7 @@ from core.settings import CommonSettings
 from workers.jobs.artifacts import ArtifactStore
 from workers.jobs.queue import JobQueue
 from workers.jobs.records import JobRecord, JobStore
-from workers.jobs.types import job_type
+from workers.jobs.types import SubmitContext, job_type
 
 MAX_IDEMPOTENCY_KEY = 200
 
@@ -45,7 +45,9 @@ class JobControl:
         """Validate and queue a job; `(job, False)` when the idempotency key already made it."""
         if idempotency_key is not None and not (0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY):
             raise InvalidInput(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
-        normalized = job_type(kind).validate(params)
+        handler = job_type(kind)
+        lookup = SubmitContext(tenant, lambda job_id: self.store.get(job_id, tenant))
+        normalized = handler.validate(handler.resolve(params, lookup))
         job, created = self.store.create(
             kind,
             tenant,
@@ -55,7 +57,7 @@ class JobControl:
         )
         if created:
             try:
-                self.queue.enqueue(job.id)
+                self.queue.enqueue(job.id, kind)
             except MedserveError:
                 self.store.cancel(job.id)
                 raise

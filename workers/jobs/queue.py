@@ -14,11 +14,14 @@ from typing import Any
 
 from celery import Celery
 
-from core.constants import CELERY_APP, JOBS_QUEUE, TASK_NAME
+from core.constants import CELERY_APP, JOBS_QUEUE, TASK_NAME, TRAINING_QUEUE
 from core.errors import Unavailable
 from core.settings import CommonSettings
+from workers.jobs.types import queue_for
 
 QUEUE = JOBS_QUEUE
+# `medserve jobs-worker --queue NAME`: campaigns and benchmarks, or training jobs.
+QUEUE_NAMES = {"default": JOBS_QUEUE, "training": TRAINING_QUEUE}
 log = logging.getLogger("medserve.jobs")
 
 
@@ -68,9 +71,11 @@ class JobQueue:
     def __init__(self, settings: CommonSettings) -> None:
         self.app = make_celery(settings)
 
-    def enqueue(self, job_id: str) -> None:
+    def enqueue(self, job_id: str, job_type: str | None = None) -> None:
+        """Queue `job_id` on its type's queue (`JobType.queue`; no type: the default one)."""
+        queue = queue_for(job_type) if job_type else QUEUE
         try:
-            self.app.send_task(TASK_NAME, args=[job_id], queue=QUEUE)
+            self.app.send_task(TASK_NAME, args=[job_id], queue=queue)
         except Exception as exc:  # kombu raises many types; callers see one
             raise Unavailable("the job queue (Redis) cannot be reached; retry later") from exc
 
@@ -84,8 +89,9 @@ def run_worker(
     *,
     concurrency: int = 1,
     loglevel: str = "INFO",
+    queues: tuple[str, ...] = (QUEUE,),
 ) -> None:
-    """Consume job ids forever, calling `handle(job_id)` for each (blocks)."""
+    """Consume job ids from `queues` forever, calling `handle(job_id)` for each (blocks)."""
     app = make_celery(settings)
 
     @app.task(name=TASK_NAME, ignore_result=True)  # type: ignore[untyped-decorator]
@@ -97,7 +103,7 @@ def run_worker(
             "worker",
             f"--concurrency={concurrency}",
             "--pool=threads",
-            f"--queues={QUEUE}",
+            f"--queues={','.join(queues)}",
             f"--loglevel={loglevel}",
             "--without-gossip",
             "--without-mingle",

@@ -55,6 +55,7 @@ class JobRecord:
     finished_at: float | None = None
     error: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)  # job-specific progress (training)
     artifact_uri: str = ""
     idempotency_key: str | None = None
     cancel_requested: bool = False
@@ -91,6 +92,7 @@ class JobRecord:
             finished_at=opt_float("finished_at"),
             error=h.get("error") or None,
             summary=json.loads(h.get("summary") or "{}"),
+            detail=json.loads(h.get("detail") or "{}"),
             artifact_uri=h.get("artifact_uri", ""),
             idempotency_key=h.get("idempotency_key") or None,
             cancel_requested=h.get("cancel_requested") == "1",

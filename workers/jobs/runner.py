@@ -64,6 +64,7 @@ class JobContext:
         self.total = 0
         self.started = time.monotonic()
         self._last_progress = 0.0
+        self._last_detail = 0.0
         self._last_cancel_poll = 0.0
 
     def check(self) -> None:
@@ -88,6 +89,27 @@ class JobContext:
         except (JobCancelled, LeaseLost):
             return True
         return False
+
+    def report(self, detail: dict[str, Any], *, force: bool = False) -> bool:
+        """Job-specific progress (training: stage, epoch, step, loss, val metric) for the
+        record's `progress.detail`, at most every 0.5 s unless `force`; never raises.
+
+        Returns False once the record refuses the write (another attempt holds the job, or it
+        is no longer running): `lost` is then set, so the job stops at its next check."""
+        now = time.monotonic()
+        if not force and now - self._last_detail < PROGRESS_EVERY_S:
+            return not self.lost.is_set()
+        self._last_detail = now
+        try:
+            held = self.store.update(self.job.id, self.attempt, detail=detail)
+        except MedserveError:
+            return not self.lost.is_set()  # Redis away: the heartbeat decides
+        except Exception:  # progress must never break a job
+            log.warning("job %s: progress report failed", self.job.id)
+            return not self.lost.is_set()
+        if not held:
+            self.lost.set()
+        return held
 
     def item_done(self, n: int = 1) -> None:
         """Count finished items (progress, rate, ETA) and stop if asked to."""
@@ -235,7 +257,7 @@ class Reaper:
     def __init__(
         self,
         store: JobStore,
-        enqueue: Callable[[str], None],
+        enqueue: Callable[[str, str], None],
         lease_s: float,
         guard_s: float,
         alive: Callable[[], None] | None = None,
@@ -260,7 +282,7 @@ class Reaper:
         requeued = []
         for job_id, attempt in self.store.running_without_lease():
             if self.store.requeue_once(job_id, attempt, ttl_s=self.guard_s):
-                self.enqueue(job_id)
+                self.enqueue(job_id, self.store.get(job_id).type)  # back on its type's queue
                 requeued.append(job_id)
                 log.warning("job %s: runner lost (attempt %d); requeued", job_id, attempt)
         return requeued

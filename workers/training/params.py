@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # The 14 CheXpert observations, in the order of the CheXpert CSVs.
 CHEXPERT_LABELS = (
@@ -33,7 +33,13 @@ Strategy = Literal["real", "mixed", "pretrain-finetune"]
 STRATEGIES: tuple[str, ...] = ("real", "mixed", "pretrain-finetune")
 
 
-class RealData(BaseModel):
+class Strict(BaseModel):
+    """Every training option model refuses unknown (misspelt) fields instead of dropping them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class RealData(Strict):
     """A labelled real dataset: a CheXpert-style CSV plus the folder its paths are relative to."""
 
     csv: str = Field(..., min_length=1, description="CSV path or fsspec URL.")
@@ -56,7 +62,7 @@ class RealData(BaseModel):
     )
 
 
-class SyntheticData(BaseModel):
+class SyntheticData(Strict):
     """A `synthetic-dataset` job's output: an imagefolder with `metadata.jsonl`."""
 
     folder: str = Field(..., min_length=1, description="Folder or fsspec URL of the dataset.")
@@ -65,12 +71,12 @@ class SyntheticData(BaseModel):
     )
 
 
-class SplitOptions(BaseModel):
+class SplitOptions(Strict):
     val_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     test_fraction: float = Field(0.2, gt=0.0, lt=0.5)
 
 
-class ModelOptions(BaseModel):
+class ModelOptions(Strict):
     """MONAI DenseNet: `densenet121` as published, or `densenet` with a smaller configuration."""
 
     arch: Literal["densenet121", "densenet"] = "densenet121"
@@ -81,7 +87,7 @@ class ModelOptions(BaseModel):
     checkpoint: str | None = Field(None, description="Initial weights (state dict) to start from.")
 
 
-class TrainOptions(BaseModel):
+class TrainOptions(Strict):
     image_size: int = Field(224, ge=16, le=1024)
     batch_size: int = Field(32, ge=1, le=4096)
     epochs: int = Field(10, ge=1, le=1000, description="Most epochs on real data (or mixed).")
@@ -104,7 +110,7 @@ class TrainOptions(BaseModel):
     )
 
 
-class EvalOptions(BaseModel):
+class EvalOptions(Strict):
     threshold: Literal["youden", "fixed"] = Field(
         "youden", description="Per label: Youden's J on the validation split, or a fixed one."
     )
@@ -119,7 +125,7 @@ class EvalOptions(BaseModel):
     min_group_size: int = Field(10, ge=1, description="Sick patients a subgroup needs for gaps.")
 
 
-class ClassifierParams(BaseModel):
+class ClassifierParams(Strict):
     """`train-classifier`: one or several strategies on the same patient-level splits."""
 
     real: RealData
@@ -139,7 +145,7 @@ class ClassifierParams(BaseModel):
         return self
 
 
-class LatentClassifierParams(BaseModel):
+class LatentClassifierParams(Strict):
     """`train-latent-classifier`: the same DenseNet on MedVAE latents and on their images."""
 
     real: RealData = Field(..., description="Labels (and images) the latents were encoded from.")

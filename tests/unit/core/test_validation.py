@@ -40,3 +40,27 @@ def test_an_unknown_field_without_a_near_name_lists_the_valid_ones() -> None:
     with pytest.raises(ValidationError) as caught:
         Body.model_validate({"sex": "f", "colour": "blue"})
     assert "valid: n, reference, sex, steps" in describe(caught.value, Body)
+
+
+class Inner(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = 1
+    batch_size: int = 8
+
+
+class Outer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    train: Inner = Inner()
+    runs: list[Inner] | None = None
+    epochs_total: int = 0
+
+
+def test_an_unknown_nested_field_is_compared_with_its_own_model() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Outer.model_validate({"train": {"epoch": 3}, "runs": [{"batchsize": 4}], "epoch": 1})
+    message = describe(caught.value, Outer, what="param")
+    assert "unknown param 'train.epoch' (did you mean 'epochs'?)" in message
+    assert "unknown param 'runs.0.batchsize' (did you mean 'batch_size'?)" in message
+    assert "unknown param 'epoch' (did you mean 'epochs_total'?)" in message

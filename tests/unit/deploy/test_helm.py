@@ -56,6 +56,25 @@ def test_chart_renders_gpu_workers_and_aof_redis(helm: Path) -> None:
     assert env["MEDSERVE_WORKER_URLS"] == "http://t-medserve-worker-imaging:8100"
 
 
+def test_chart_renders_a_gpu_training_runner_on_its_own_queue(helm: Path) -> None:
+    result = _render(helm, "apiKeys=k1:tenant-a", "training.dataClaim=cxr")
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    by_name = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    pod = by_name[("Deployment", "t-medserve-training")]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"] == ["jobs-worker", "--queue", "training"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["shm"]["mountPath"] == "/dev/shm" and mounts["data"]["readOnly"] is True
+    jobs = by_name[("Deployment", "t-medserve-jobs")]["spec"]["template"]["spec"]
+    assert jobs["containers"][0]["args"] == ["jobs-worker"]  # campaigns stay on the default queue
+    gateway = by_name[("Deployment", "t-medserve-gateway")]["spec"]["template"]["spec"]
+    assert "data" in {m["name"] for m in gateway["containers"][0]["volumeMounts"]}
+    off = _render(helm, "apiKeys=k1:tenant-a", "training.enabled=false")
+    assert "t-medserve-training" not in off.stdout
+
+
 def test_chart_refuses_open_gateway_without_keys(helm: Path) -> None:
     result = _render(helm)
     assert result.returncode != 0

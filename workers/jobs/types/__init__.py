@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from core.constants import JOBS_QUEUE
 from core.errors import InvalidInput
 from core.validation import describe
 
 if TYPE_CHECKING:
+    from workers.jobs.records import JobRecord
     from workers.jobs.runner import JobContext
 
 # Job type name -> "module:Class"; adding a type is one line here.
@@ -25,6 +29,8 @@ JOB_TYPES: dict[str, str] = {
     "sleep": "workers.jobs.types.sleep:SleepJob",
     "synthetic-dataset": "workers.jobs.types.synthetic_dataset:SyntheticDatasetJob",
     "latent-dataset": "workers.jobs.types.latent_dataset:LatentDatasetJob",
+    "train-classifier": "workers.jobs.types.train_classifier:TrainClassifierJob",
+    "train-latent-classifier": "workers.jobs.types.train_latent_classifier:TrainLatentJob",
 }
 
 
@@ -35,12 +41,27 @@ class JobParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+@dataclass(frozen=True)
+class SubmitContext:
+    """What a job type may look up at submit time: the caller's tenant and its jobs by id
+    (`NotFound` for a missing job or another tenant's)."""
+
+    tenant: str
+    job: Callable[[str], JobRecord]
+
+
 class JobType(ABC):
     """Base class of a job type."""
 
     name: ClassVar[str]
     Params: ClassVar[type[JobParams]]
     models: ClassVar[tuple[str, ...]] = ()
+    queue: ClassVar[str] = JOBS_QUEUE  # the Celery queue its runners consume
+
+    def resolve(self, params: dict[str, Any], submit: SubmitContext) -> dict[str, Any]:
+        """Before `validate`: turn references to the tenant's other jobs into what the job
+        reads (e.g. a job id into its artifact folder). Default: nothing to resolve."""
+        return params
 
     def validate(self, params: dict[str, Any]) -> dict[str, Any]:
         """Normalised parameters, or `InvalidInput` saying which field to fix and how."""
@@ -68,6 +89,15 @@ class JobType(ABC):
         self, ctx: JobContext, done: list[int], plan: list[dict[str, Any]]
     ) -> dict[str, Any]:
         """Build the job's final outputs from the finished shards `done`; return the summary."""
+
+
+def queue_for(name: str) -> str:
+    """The queue a job of type `name` goes to (an unknown type: the default queue, where a
+    runner fails it with a clear error)."""
+    try:
+        return job_type(name).queue
+    except InvalidInput:
+        return JOBS_QUEUE
 
 
 def job_type(name: str) -> JobType:
