@@ -89,6 +89,12 @@ class GatewaySettings(CommonSettings):
         description="Comma-separated `key` or `key:tenant` entries; empty disables auth.",
     )
     rate_limit_per_minute: int = Field(0, description="Requests per API key per minute; 0 = off.")
+    max_inflight: int = Field(
+        1024,
+        ge=1,
+        description="Requests the gateway holds at once; past it new ones get 503 + Retry-After "
+        "at the door (load shedding), probes and metrics excepted.",
+    )
     health_interval_s: float = 1.0
 
     @field_validator("api_keys", mode="before")

@@ -233,6 +233,7 @@ def create_app(settings: GatewaySettings, manifests: dict[str, Manifest] | None 
     app.add_middleware(
         GatewayMiddleware,
         max_body_bytes=int(settings.max_body_mb * (1 << 20)),
+        max_inflight=settings.max_inflight,
         metrics=metrics,
         authenticator=authenticator,
         limiter=limiter,

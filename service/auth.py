@@ -13,6 +13,8 @@ import logging
 import time
 from typing import Any
 
+from redis import exceptions as redis_errors
+
 from core.constants import RATE_LIMIT_PREFIX
 from core.errors import RateLimited, Unauthorized
 from core.settings import GatewaySettings
@@ -80,6 +82,7 @@ class RateLimiter:
         self.enabled = self.limit > 0
         self._redis: Any = None
         self._memory: dict[tuple[str, int], int] = {}
+        self._degraded = False
         if self.enabled and settings.redis_url:
             import redis.asyncio as aioredis
 
@@ -93,16 +96,21 @@ class RateLimiter:
         fingerprint = key_fingerprint(key)
         if self._redis is not None:
             name = f"{RATE_LIMIT_PREFIX}{fingerprint}:{window}"
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.incr(name)
-                pipe.expire(name, 120)
-                count, _ = await pipe.execute()
+            try:
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.incr(name)
+                    pipe.expire(name, 120)
+                    count, _ = await pipe.execute()
+            except (OSError, redis_errors.RedisError):
+                # Redis away (restarting): count in memory until it is back, never fail a call
+                count = self._count_in_memory(fingerprint, window)
+                if not self._degraded:
+                    log.warning("rate limit counters fall back to memory: Redis does not answer")
+                self._degraded = True
+            else:
+                self._degraded = False
         else:
-            slot = (fingerprint, window)
-            count = self._memory.get(slot, 0) + 1
-            self._memory[slot] = count
-            if len(self._memory) > 10_000:
-                self._memory = {k: v for k, v in self._memory.items() if k[1] >= window}
+            count = self._count_in_memory(fingerprint, window)
         if count > self.limit:
             retry_after = max(1, int(60 - now % 60) + 1)
             raise RateLimited(
@@ -110,6 +118,14 @@ class RateLimiter:
                 f"retry after {retry_after} s",
                 retry_after=retry_after,
             )
+
+    def _count_in_memory(self, fingerprint: str, window: int) -> int:
+        slot = (fingerprint, window)
+        count = self._memory.get(slot, 0) + 1
+        self._memory[slot] = count
+        if len(self._memory) > 10_000:
+            self._memory = {k: v for k, v in self._memory.items() if k[1] >= window}
+        return count
 
     async def close(self) -> None:
         if self._redis is not None:

@@ -61,6 +61,11 @@ class GatewayMetrics:
             ["tenant"],
             registry=self.registry,
         )
+        self.shed = Counter(
+            "medserve_shed_total",
+            "Requests refused at the door because MEDSERVE_MAX_INFLIGHT were in flight.",
+            registry=self.registry,
+        )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()

@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.errors import InternalError, MedserveError, PayloadTooLarge, render
+from core.errors import InternalError, MedserveError, Overloaded, PayloadTooLarge, render
 from core.logging import request_id_var
 from service.auth import Authenticator, RateLimiter, is_open
 from service.metrics import GatewayMetrics
@@ -88,12 +88,15 @@ class GatewayMiddleware:
         app: ASGIApp,
         *,
         max_body_bytes: int,
+        max_inflight: int,
         metrics: GatewayMetrics,
         authenticator: Authenticator,
         limiter: RateLimiter,
     ) -> None:
         self.app = app
         self.max_body = max_body_bytes
+        self.max_inflight = max_inflight
+        self.inflight = 0
         self.metrics = metrics
         self.auth = authenticator
         self.limiter = limiter
@@ -111,6 +114,9 @@ class GatewayMiddleware:
         state["request_id"] = request_id
         state["tenant"] = "default"
         exchange = _Exchange(self, send, receive, path, request_id)
+        counted = path not in _QUIET
+        if counted:
+            self.inflight += 1
         try:
             error = await self._admit(scope, headers, path, state)
             if error is not None:
@@ -126,6 +132,8 @@ class GatewayMiddleware:
                 error = InternalError("internal error; see the server log")
                 await self._send_error(exchange.send, path, error, request_id)
         finally:
+            if counted:
+                self.inflight -= 1
             self._account(scope, path, exchange.status, time.perf_counter() - start, state)
             request_id_var.reset(token)
 
@@ -154,6 +162,13 @@ class GatewayMiddleware:
         self, scope: Scope, headers: dict[bytes, bytes], path: str, state: dict[str, Any]
     ) -> MedserveError | None:
         """Checks that happen before any route runs; returns the error to answer with."""
+        if self.inflight > self.max_inflight and path not in _QUIET:
+            self.metrics.shed.inc()
+            return Overloaded(
+                f"the gateway holds {self.max_inflight} requests already "
+                "(MEDSERVE_MAX_INFLIGHT); retry after the Retry-After delay",
+                retry_after=1,
+            )
         length = headers.get(b"content-length")
         if length is not None:
             try:

@@ -28,8 +28,8 @@ def test_schemathesis_finds_no_server_error(embedded_stack, redis_url: str, tmp_
     assert binary, "schemathesis is a dev dependency"
     result = subprocess.run(
         [binary, "run", stack.url + "/openapi.json", "--checks", "not_a_server_error",
-         "--phases", "examples,coverage,fuzzing", "--max-examples", "15", "--seed", "1",
-         "--workers", "1", "--request-timeout", "300", "--max-time", "240",
+         "--phases", "examples,coverage,fuzzing", "--max-examples", "10", "--seed", "1",
+         "--workers", "1", "--request-timeout", "300", "--max-time", "150",
          "--exclude-path-regex", EXCLUDE, "--suppress-health-check", "all",
          "--generation-deterministic", "--no-color"],
         capture_output=True, text=True, timeout=900, cwd=tmp_path,

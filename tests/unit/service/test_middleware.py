@@ -32,7 +32,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 def call(method: str, path: str, *, keys: str = "", **kwargs: Any) -> httpx.Response:
     settings = GatewaySettings(api_keys=keys)
     wrapped = GatewayMiddleware(
-        app, max_body_bytes=100, metrics=GatewayMetrics(),
+        app, max_body_bytes=100, max_inflight=64, metrics=GatewayMetrics(),
         authenticator=Authenticator(settings), limiter=RateLimiter(settings),
     )  # fmt: skip
 
