@@ -26,8 +26,9 @@ def need(module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError:
-        hint = INSTALL_HINTS.get(module, f"pip install {module}")
-        raise ImportError(f"this needs {module}: {hint}") from None
+        top = module.split(".")[0]
+        hint = INSTALL_HINTS.get(top, f"pip install {top}")
+        raise ImportError(f"this needs {top}: {hint}") from None
 
 
 def to_pil(data: bytes) -> Any:

@@ -11,7 +11,7 @@ import pytest
 from tests.harness import ROOT
 from workers.runtime.registry import FAMILIES
 
-PRODUCT = ("core", "cli", "service", "workers", "model_store")
+PRODUCT = ("core", "cli", "service", "workers", "model_store", "medserve_client")
 MAX_MODULE_LINES = 410
 MAX_FUNCTION_LINES = 80
 FAMILY_FILES = ("__init__.py", "contract.py", "adapter.py", "model.py", "compute.py", "tiny.py")

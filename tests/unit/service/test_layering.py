@@ -12,7 +12,7 @@ import pytest
 
 from tests.harness import ROOT
 
-PACKAGES = ("core", "model_store", "workers", "service", "cli")
+PACKAGES = ("core", "model_store", "workers", "service", "cli", "medserve_client")
 HEAVY = ("torch", "torchvision", "diffusers", "transformers", "accelerate", "monai", "PIL")
 
 GATEWAY_WITHOUT_TORCH = f"""
