@@ -1,4 +1,9 @@
-"""`medserve jobs submit|status|watch|cancel|artifacts`: batch jobs over the gateway's HTTP API."""
+"""`medserve jobs submit|status|watch|cancel|artifacts|check`: batch jobs through the gateway.
+
+Every command takes a full job id or a unique prefix of one (as the progress bar shows it),
+prints whole ids, and `--json` for scripts. Local paths in a job's parameters are made
+absolute here, where the caller typed them.
+"""
 
 from __future__ import annotations
 
@@ -6,50 +11,53 @@ import json
 from pathlib import Path
 from typing import Any
 
-import httpx
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from cli.common import JsonOpt, KeyOpt, UrlOpt, console, fail, gateway, is_local, print_json, table
+from medserve_client import Client, Job
+from medserve_client.jobs import PATH_FIELDS, absolute_paths
 
 app = typer.Typer(no_args_is_help=True)
-console = Console()
-
-UrlOpt = typer.Option("http://127.0.0.1:8000", "--url", envvar="MEDSERVE_URL", help="Gateway URL.")
-KeyOpt = typer.Option(None, "--api-key", envvar="MEDSERVE_API_KEY", help="API key (if auth is on).")
-
-
-def _client(url: str, api_key: str | None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30.0)
-
-
-def _check(answer: httpx.Response) -> Any:
-    if answer.status_code >= 400:
-        try:
-            message = answer.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = answer.text[:200]
-        console.print(f"[red]{answer.status_code}: {message}[/red]")
-        raise typer.Exit(1)
-    return answer.json()
 
 
 def _body(spec: str | None, job_type: str | None, params: str | None) -> dict[str, Any]:
     """A job body from an example file (`{"body": {...}}` or the body itself) or options."""
+    body: dict[str, Any] = {}
     if spec:
-        doc = json.loads(Path(spec).read_text())
-        body: dict[str, Any] = doc.get("body", doc)
-    else:
-        body = {}
+        path = Path(spec)
+        if not path.is_file():
+            raise fail(f"no job file at {path.resolve()} (from {spec!r})", 2)
+        doc = json.loads(path.read_text())
+        body = doc.get("body", doc)
     if job_type:
         body["type"] = job_type
     if params:
-        body["params"] = {**body.get("params", {}), **json.loads(params)}
+        try:
+            extra = json.loads(params)
+        except ValueError:
+            raise fail(f"--params is not JSON: {params!r}", 2) from None
+        body["params"] = {**body.get("params", {}), **extra}
     if "type" not in body:
-        console.print("[red]give a job file (examples/jobs/*.json) or --type[/red]")
-        raise typer.Exit(2)
+        raise fail("give a job file (examples/jobs/*.json) or --type", 2)
     return body
+
+
+def _check_local_paths(job_type: str, params: dict[str, Any]) -> None:
+    """On a gateway on this machine, a path that does not exist is refused here, by name."""
+    for dotted in PATH_FIELDS.get(job_type, ()):
+        node: Any = params
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, str) and "://" not in node and not Path(node).exists():
+            raise fail(f"{dotted}: no file or folder at {node}; give a path that exists", 2)
 
 
 @app.command()
@@ -59,65 +67,71 @@ def submit(
     params: str = typer.Option(None, "--params", help="JSON parameters (merged over the file's)."),
     idempotency_key: str = typer.Option(None, "--idempotency-key", help="Same key, same job."),
     watch_: bool = typer.Option(False, "--watch", help="Follow progress until the job ends."),
+    as_json: bool = JsonOpt,
     url: str = UrlOpt,
     api_key: str = KeyOpt,
 ) -> None:
     """Submit a job; prints its id (and follows it with --watch)."""
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    with _client(url, api_key) as client:
-        job = _check(client.post("/v1/jobs", json=_body(spec, job_type, params), headers=headers))
-    console.print(f"{job['id']}  {job['type']}  {job['state']}")
+    body = _body(spec, job_type, params)
+    job_params = absolute_paths(body["type"], body.get("params") or {})
+    if is_local(url):
+        _check_local_paths(body["type"], job_params)
+    with gateway(url, api_key) as client:
+        key = idempotency_key or body.get("idempotency_key")
+        job = client.submit_job(body["type"], job_params, idempotency_key=key)
+    if as_json:
+        print_json(job.raw)
+    else:
+        console.print(f"{job.id}  {job.type}  {job.state}", soft_wrap=True)
     if watch_:
-        watch(job["id"], url=url, api_key=api_key)
+        watch(job.id, url=url, api_key=api_key)
+
+
+def _job_rows(job: Job) -> list[tuple[str, str]]:
+    p = job.progress
+    rows = [
+        ("id", job.id), ("type", job.type), ("state", job.state),
+        ("progress", f"{p.done}/{p.total} ({p.fraction:.0%}), shards {p.shards_done}/"
+                     f"{p.shards_total}"),
+        ("rate", f"{p.rate_per_s:.2f}/s, ETA {_eta(p.eta_s)}"),
+        ("detail", detail_text(p.detail) or "-"), ("attempt", str(job.attempt)),
+        ("error", job.error or "-"),
+    ]  # fmt: skip
+    rows += [(f"summary.{k}", json.dumps(v)) for k, v in job.summary.items()] or [("summary", "-")]
+    return rows
 
 
 @app.command()
 def status(
-    job_id: str = typer.Argument(None, help="A job id; without it, list your jobs."),
+    job_id: str = typer.Argument(None, help="A job id or a unique prefix; none: list jobs."),
     state: str = typer.Option(None, help="List only jobs in this state."),
     job_type: str = typer.Option(None, "--type", help="List only jobs of this type."),
     limit: int = typer.Option(20, help="How many jobs to list."),
-    as_json: bool = typer.Option(False, "--json", help="Print the raw JSON."),
+    as_json: bool = JsonOpt,
     url: str = UrlOpt,
     api_key: str = KeyOpt,
 ) -> None:
     """Show one job, or list jobs (newest first)."""
-    with _client(url, api_key) as client:
+    with gateway(url, api_key) as client:
         if job_id:
-            job = _check(client.get(f"/v1/jobs/{job_id}"))
+            job = client.find_job(job_id)
             if as_json:
-                console.print_json(data=job)
+                print_json(job.raw)
                 return
-            p = job["progress"]
-            table = Table(show_header=False)
-            for key, value in (
-                ("id", job["id"]), ("type", job["type"]), ("state", job["state"]),
-                ("progress", f"{p['done']}/{p['total']} ({p['fraction']:.0%}), "
-                             f"shards {p['shards_done']}/{p['shards_total']}"),
-                ("rate", f"{p['rate_per_s']:.2f}/s, ETA {_eta(p['eta_s'])}"),
-                ("detail", detail_text(p.get("detail") or {}) or "-"),
-                ("attempt", str(job["attempt"])), ("error", job["error"] or "-"),
-                ("summary", json.dumps(job["summary"])[:300] or "-"),
-            ):  # fmt: skip
-                table.add_row(key, str(value))
-            console.print(table)
+            grid = table("field", "value", ids=())
+            for key, value in _job_rows(job):
+                grid.add_row(key, value)
+            console.print(grid)
             return
-        query: dict[str, str | int] = {"limit": limit}
-        if state:
-            query["state"] = state
-        if job_type:
-            query["type"] = job_type
-        listing = _check(client.get("/v1/jobs", params=query))
+        page = client.list_jobs(state=state, type=job_type, limit=limit)
     if as_json:
-        console.print_json(data=listing)
+        print_json({"jobs": [j.raw for j in page.jobs], "next_offset": page.next_offset})
         return
-    table = Table("id", "type", "state", "progress", "attempt")
-    for job in listing["jobs"]:
-        p = job["progress"]
-        table.add_row(
-            job["id"], job["type"], job["state"], f"{p['done']}/{p['total']}", str(job["attempt"])
-        )
-    console.print(table)
+    grid = table("id", "type", "state", "progress", "attempt")
+    for job in page.jobs:
+        grid.add_row(job.id, job.type, job.state, f"{job.progress.done}/{job.progress.total}",
+                     str(job.attempt))  # fmt: skip
+    console.print(grid)
 
 
 def _eta(seconds: float | None) -> str:
@@ -142,83 +156,87 @@ def detail_text(detail: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-@app.command()
-def watch(
-    job_id: str = typer.Argument(..., help="The job to follow."),
-    url: str = UrlOpt,
-    api_key: str = KeyOpt,
-) -> None:
-    """A live progress bar from the job's event stream; exits 0 if the job succeeds."""
-    final: dict[str, Any] = {}
+def follow(client: Client, job_id: str) -> Job:
+    """A live progress bar from the job's event stream; the job as it ended."""
     columns = (
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
         TextColumn("{task.fields[detail]}"),
     )  # fmt: skip
-    with _client(url, api_key) as client, Progress(*columns, console=console) as bar:
+    with Progress(*columns, console=console) as bar:
         task = bar.add_task(job_id[:12], total=None, rate="", detail="")
-        with client.stream("GET", f"/v1/jobs/{job_id}/events", timeout=None) as answer:
-            if answer.status_code >= 400:
-                answer.read()
-                _check(answer)
-            event = ""
-            for line in answer.iter_lines():
-                if line.startswith("event: "):
-                    event = line[7:]
-                elif line.startswith("data: ") and event == "progress":
-                    final = json.loads(line[6:])
-                    p = final["progress"]
-                    bar.update(
-                        task,
-                        total=p["total"] or None,
-                        completed=p["done"],
-                        description=f"{job_id[:12]} {final['state']}",
-                        rate=f"{p['rate_per_s']:.2f}/s",
-                        detail=detail_text(p.get("detail") or {}),
-                    )
-    state = final.get("state", "unknown")
-    colour = "green" if state == "succeeded" else "red"
-    last = detail_text((final.get("progress") or {}).get("detail") or {})
-    console.print(f"[{colour}]{job_id}: {state}[/{colour}] {final.get('error') or last}")
-    if state != "succeeded":
+        for event in client.job_events(job_id):
+            if event.job is None:
+                continue
+            p = event.job.progress
+            bar.update(task, total=p.total or None, completed=p.done,
+                       description=f"{job_id[:12]} {event.job.state}",
+                       rate=f"{p.rate_per_s:.2f}/s", detail=detail_text(p.detail))  # fmt: skip
+    return client.get_job(job_id)
+
+
+@app.command()
+def watch(
+    job_id: str = typer.Argument(..., help="The job to follow (id or unique prefix)."),
+    url: str = UrlOpt,
+    api_key: str = KeyOpt,
+) -> None:
+    """A live progress bar from the job's event stream; exits 0 if the job succeeds."""
+    with gateway(url, api_key) as client:
+        final = follow(client, client.find_job(job_id).id)
+    colour = "green" if final.succeeded else "red"
+    last = detail_text(final.progress.detail)
+    console.print(f"[{colour}]{final.id}: {final.state}[/{colour}] {final.error or last}",
+                  soft_wrap=True)  # fmt: skip
+    if not final.succeeded:
         raise typer.Exit(1)
 
 
 @app.command()
 def cancel(
-    job_id: str = typer.Argument(..., help="The job to cancel."),
+    job_id: str = typer.Argument(..., help="The job to cancel (id or unique prefix)."),
+    as_json: bool = JsonOpt,
     url: str = UrlOpt,
     api_key: str = KeyOpt,
 ) -> None:
     """Cancel a queued or running job (finished shards are kept)."""
-    with _client(url, api_key) as client:
-        job = _check(client.post(f"/v1/jobs/{job_id}/cancel"))
-    console.print(
-        f"{job['id']}: {job['state']}" + (" (stopping)" if job["state"] == "running" else "")
-    )
+    with gateway(url, api_key) as client:
+        job = client.cancel_job(client.find_job(job_id).id)
+    if as_json:
+        print_json(job.raw)
+        return
+    stopping = " (stopping)" if job.state == "running" else ""
+    console.print(f"{job.id}: {job.state}{stopping}", soft_wrap=True)
 
 
 @app.command()
 def artifacts(
-    job_id: str = typer.Argument(..., help="The job whose files to list or download."),
+    job_id: str = typer.Argument(..., help="The job (id or unique prefix)."),
     download: Path = typer.Option(None, "--download", help="Copy every file into this folder."),
+    as_json: bool = JsonOpt,
     url: str = UrlOpt,
     api_key: str = KeyOpt,
 ) -> None:
-    """List a job's output files, or download them all."""
-    with _client(url, api_key) as client:
-        listing = _check(client.get(f"/v1/jobs/{job_id}/artifacts"))
-        for item in listing["artifacts"]:
-            if download is None:
-                console.print(f"{item['size']:>12}  {item['path']}")
-                continue
-            target = download / item["path"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with client.stream("GET", item["url"]) as answer, target.open("wb") as handle:
-                for block in answer.iter_bytes():
-                    handle.write(block)
-    if download is not None:
-        console.print(f"{len(listing['artifacts'])} file(s) in {download}")
+    """List a job's output files, or download them all (with a progress bar)."""
+    with gateway(url, api_key) as client:
+        job = client.find_job(job_id)
+        listing = client.list_artifacts(job.id)
+        if download is None:
+            if as_json:
+                print_json({"job_id": job.id, "state": listing.state,
+                            "artifacts": [vars(a) for a in listing.artifacts]})  # fmt: skip
+                return
+            grid = table("size", "path", ids=())
+            for item in listing.artifacts:
+                grid.add_row(str(item.size), item.path)
+            console.print(grid)
+            return
+        total = sum(a.size for a in listing.artifacts)
+        columns = (TextColumn("download"), BarColumn(), DownloadColumn())
+        with Progress(*columns, console=console) as bar:
+            task = bar.add_task("download", total=total or None)
+            client.download_artifacts(job.id, download, lambda _, n: bar.advance(task, n))
+    console.print(f"{len(listing.artifacts)} file(s) in {download.resolve()}", soft_wrap=True)
 
 
 @app.command("check")
@@ -237,15 +255,12 @@ def check(
 
     settings = JobSettings()
     if not settings.redis_url:
-        console.print("[red]set MEDSERVE_REDIS_URL to the Redis the runners use[/red]")
-        raise typer.Exit(2)
+        raise fail("set MEDSERVE_REDIS_URL to the Redis the runners use", 2)
     prefix = runner or f"{socket.gethostname()}-"
     try:
         alive = JobStore.from_url(settings.redis_url, retry_for_s=2.0).runners(prefix + "*")
     except Exception:  # Redis down: the probe fails, with the reason
-        console.print("[red]Redis does not answer; the runner cannot take jobs[/red]")
-        raise typer.Exit(1) from None
+        raise fail("Redis does not answer; the runner cannot take jobs") from None
     if not alive:
-        console.print(f"[red]no runner with a fresh heartbeat matches {prefix}*[/red]")
-        raise typer.Exit(1)
+        raise fail(f"no runner with a fresh heartbeat matches {prefix}*")
     console.print(f"alive: {', '.join(alive)}")

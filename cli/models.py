@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from cli.common import JsonOpt, print_json, table
 from core.errors import MedserveError
 from core.settings import Settings
 from model_store.store import ModelStore
@@ -21,22 +21,28 @@ def _store() -> ModelStore:
 
 
 @app.command("list")
-def list_models() -> None:
-    """Every known model and what is in the store."""
+def list_models(as_json: bool = JsonOpt) -> None:
+    """Every known model and what is in the store (full digests and revisions with --json)."""
     store = _store()
-    table = Table("name", "family", "version", "weights", "digest", "source")
+    rows = []
     for name, manifest in sorted(store.manifests.items()):
         info = store.info(name) or {}
         source = manifest.source
-        table.add_row(
-            name,
-            manifest.family,
-            manifest.version,
-            info.get("weights", "-"),
-            (info.get("digest") or "-")[:19],
-            f"{source.repo_id}@{source.revision[:10]}" if source else "built in",
-        )
-    console.print(table)
+        rows.append({
+            "name": name, "family": manifest.family, "version": manifest.version,
+            "weights": info.get("weights"), "digest": info.get("digest"),
+            "source": f"{source.repo_id}@{source.revision}" if source else None,
+            "path": str(store.path(name)) if info else None,
+        })  # fmt: skip
+    if as_json:
+        print_json(rows)
+        return
+    grid = table("name", "family", "version", "weights", "digest", "source", ids=())
+    for row in rows:
+        digest = (row["digest"] or "-")[:19]
+        grid.add_row(row["name"], row["family"], row["version"], row["weights"] or "-", digest,
+                     row["source"] or "built in")  # fmt: skip
+    console.print(grid)
 
 
 @app.command()

@@ -19,24 +19,34 @@ PathLike = str | os.PathLike[str]
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
-def submission(job_type: str, params: Mapping[str, Any], key: str | None) -> Request:
-    """POST /v1/jobs for `job_type`; the idempotency key travels as `Idempotency-Key`."""
-    headers = {"Idempotency-Key": key} if key else None
-    return Request(json={"type": job_type, "params": dict(params)}, headers=headers)
+# Parameters that name local files, per job type (dotted: inside a nested object).
+PATH_FIELDS: dict[str, tuple[str, ...]] = {
+    "latent-dataset": ("source",),
+    "train-classifier": ("real.csv", "real.images", "synthetic.folder"),
+    "train-latent-classifier": ("real.csv", "real.images", "latents"),
+}
 
 
-def _paths(data: Mapping[str, Any] | None, *keys: str) -> dict[str, Any] | None:
-    if data is None:
-        return None
-    out = dict(data)
-    for key in keys:
-        if isinstance(out.get(key), str | os.PathLike):
-            out[key] = local_path(out[key])
+def absolute_paths(job_type: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """`params` with the type's local paths made absolute on the caller's side."""
+    out = dict(params)
+    for dotted in PATH_FIELDS.get(job_type, ()):
+        head, _, leaf = dotted.rpartition(".")
+        node = out if not head else out.get(head)
+        if isinstance(node, Mapping) and isinstance(node.get(leaf), str | os.PathLike):
+            fixed = {**node, leaf: local_path(node[leaf])}
+            if head:
+                out[head] = fixed
+            else:
+                out = fixed
     return out
 
 
-def _latents(value: PathLike | Mapping[str, str]) -> Any:
-    return dict(value) if isinstance(value, Mapping) else local_path(value)
+def submission(job_type: str, params: Mapping[str, Any], key: str | None) -> Request:
+    """POST /v1/jobs for `job_type`; the idempotency key travels as `Idempotency-Key`."""
+    headers = {"Idempotency-Key": key} if key else None
+    body = {"type": job_type, "params": absolute_paths(job_type, params)}
+    return Request(json=body, headers=headers)
 
 
 class JobsApi:
@@ -132,7 +142,7 @@ class JobsApi:
     ) -> Request:
         """MedVAE latents for every image under `source` (a folder, a CSV with a `path`
         column, or an fsspec URL); a local path is made absolute here."""
-        params = body(source=local_path(source), model=model, modality=modality, format=format,
+        params = body(source=os.fspath(source), model=model, modality=modality, format=format,
                       latent=latent, roi_size=roi_size, concurrency=concurrency)  # fmt: skip
         return submission("latent-dataset", params, idempotency_key)
 
@@ -153,7 +163,7 @@ class JobsApi:
         """A chest X-ray classifier on `real` (`{"csv": ..., "images": ...}`) and optionally a
         `synthetic` set (`{"job": id}` or `{"folder": ...}`); see docs/training.md."""
         params = body(
-            real=_paths(real, "csv", "images"), synthetic=_paths(synthetic, "folder"),
+            real=_dict(real), synthetic=_dict(synthetic),
             strategies=_list(strategies), split=_dict(split), model=_dict(model),
             train=_dict(train), eval=_dict(eval), resume_from=resume_from,
         )  # fmt: skip
@@ -177,7 +187,7 @@ class JobsApi:
         """The same classifier on MedVAE latents (`{"job": <latent-dataset id>}` or a folder)
         and on the images they encode; see docs/training.md."""
         params = body(
-            real=_paths(real, "csv", "images"), latents=_latents(latents), factor=factor,
+            real=_dict(real), latents=_latents(latents), factor=factor,
             compare_images=compare_images, split=_dict(split), model=_dict(model),
             train=_dict(train), eval=_dict(eval), resume_from=resume_from,
         )  # fmt: skip
@@ -190,3 +200,7 @@ def _list(value: Sequence[Any] | None) -> list[Any] | None:
 
 def _dict(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return None if value is None else dict(value)
+
+
+def _latents(value: PathLike | Mapping[str, str]) -> Any:
+    return dict(value) if isinstance(value, Mapping) else os.fspath(value)

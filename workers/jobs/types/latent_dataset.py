@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
@@ -22,7 +23,7 @@ import numpy as np
 from pydantic import Field
 
 from core.errors import InvalidInput, MedserveError, Overloaded, Unavailable
-from workers.jobs.types import JobParams, JobType
+from workers.jobs.types import JobParams, JobType, SubmitContext
 
 if TYPE_CHECKING:
     from workers.jobs.runner import JobContext
@@ -73,7 +74,10 @@ def list_sources(source: str) -> list[str]:
     elif fs.isdir(root):
         paths = sorted(f"{protocol}{p}" for p in fs.find(root) if p.lower().endswith(EXTENSIONS))
     else:
-        raise InvalidInput("source not found: give an existing folder or CSV the runner can read")
+        raise InvalidInput(
+            f"source {source!r} not found: give an existing folder or CSV the runner can read "
+            "(an absolute path, or an fsspec URL)"
+        )
     if not paths:
         raise InvalidInput("source has no image or volume files (png, jpg, dcm, nii, nii.gz, npy)")
     if len(paths) > MAX_FILES:
@@ -84,6 +88,14 @@ def list_sources(source: str) -> list[str]:
 class LatentDatasetJob(JobType):
     name = "latent-dataset"
     Params = LatentParams
+
+    def resolve(self, params: dict[str, Any], submit: SubmitContext) -> dict[str, Any]:
+        """A relative local `source` as an absolute path (the gateway's view), so every runner
+        reads the same folder whatever its working directory."""
+        source = params.get("source")
+        if isinstance(source, str) and source and "://" not in source:
+            return {**params, "source": os.path.abspath(source)}
+        return params
 
     def plan(self, ctx: JobContext) -> list[dict[str, Any]]:
         ext = ctx.params["format"]
