@@ -75,8 +75,10 @@ def drift(spec: dict[str, Any], cls: type) -> list[str]:
                 continue
             mine = [r for r in routes if (r.method, r.path) == key]
             if not mine:
-                problems.append(f"no client method for {method.upper()} {path}: add a @route "
-                                "method in medserve_client/ or a reasoned LEFT_TO_OTHERS entry")  # fmt: skip
+                problems.append(
+                    f"no client method for {method.upper()} {path}: add a @route method in "
+                    "medserve_client/ or a reasoned LEFT_TO_OTHERS entry"
+                )
                 continue
             missing = spec_fields(spec, item[method]) - set().union(*map(_covered, mine))
             if missing:
