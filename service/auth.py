@@ -21,12 +21,13 @@ from core.settings import GatewaySettings
 
 log = logging.getLogger("medserve.auth")
 
-# Paths anyone may call: probes, metrics and the API documentation.
+# Paths anyone may call: probes, metrics, the API documentation and the console's own files
+# (the console's API calls carry the key typed into it).
 OPEN_PATHS = frozenset(
     {"/livez", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json",
-     "/v2/health/live", "/v2/health/ready", "/favicon.ico"}
+     "/v2/health/live", "/v2/health/ready", "/favicon.ico", "/ui"}
 )  # fmt: skip
-OPEN_PREFIXES = ("/docs/static/",)
+OPEN_PREFIXES = ("/docs/static/", "/ui/")
 
 
 def is_open(path: str) -> bool:

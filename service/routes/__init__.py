@@ -9,4 +9,5 @@ ROUTER_MODULES = [
     "service.routes.medval",
     "service.routes.openai",
     "service.routes.jobs",
+    "service.routes.ui",
 ]
