@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import typer
 
 COMMANDS: set[str] = set()  # process commands registered on the app (serve starts those present)
+STILL_LOADING_EVERY_S = 30.0
+log = logging.getLogger("medserve.serve")
 
 
 def register(app: typer.Typer) -> None:
@@ -123,8 +128,35 @@ def _child_env(settings: Any, redis_url: str, routes: dict[str, str]) -> dict[st
     return env
 
 
+def announce_when_ready(url: str, models: list[str], stop: threading.Event) -> None:
+    """Log where the stack is once `/readyz` says ready (and what is still loading until then);
+    the line a person waits for, printed only when it is true."""
+    from medserve_client import Client, MedserveClientError
+
+    local = url.replace("://0.0.0.0:", "://127.0.0.1:").replace("://[::]:", "://[::1]:")
+    started = time.monotonic()
+    next_note = started + STILL_LOADING_EVERY_S
+    with Client(local, api_key="", timeout=2.0, max_retries=0) as client:
+        while not stop.wait(0.25):
+            try:
+                state = client.readiness()
+            except MedserveClientError:
+                continue
+            if state.ready:
+                log.info(
+                    "ready on %s in %.1f s (models %s); API docs %s/docs, console %s/ui/",
+                    url, time.monotonic() - started, ", ".join(models), url, url,
+                )  # fmt: skip
+                return
+            if time.monotonic() >= next_note:
+                waiting = "; ".join(f"{k}: {v}" for k, v in state.not_ready().items())
+                log.info("still loading: %s", waiting)
+                next_note += STILL_LOADING_EVERY_S
+
+
 def _stop(signum: int, frame: Any) -> None:
-    """SIGTERM is a clean stop: the children are stopped in `finally`, and serve exits 0."""
+    """SIGTERM and Ctrl-C are a clean stop: the children are stopped in `finally`, and serve
+    exits 0 (uvicorn handles the signal first and raises it again once the gateway is down)."""
     raise SystemExit(0)
 
 
@@ -150,28 +182,30 @@ def serve(
     _check_bind(settings, host)
     configure_logging(settings)
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
 
     servable, skipped, tiny = plan_models(settings, settings.models)
     for name, reason in skipped.items():
-        typer.echo(f"warning: skipping model {name}: {reason}", err=True)
+        log.warning("skipping model %s: %s", name, reason)
     if not servable:
         typer.echo("error: no servable models; check MEDSERVE_MODELS / --models", err=True)
         raise typer.Exit(2)
     for name in tiny:
-        typer.echo(
-            f"{name}: no weights pulled; building tiny random weights offline "
+        log.warning(
+            "%s: no weights pulled; building tiny random weights offline "
             "(responses say weights=random-tiny)",
-            err=True,
+            name,
         )
 
     redis = None
     supervisor = Supervisor()
+    ready_watch = threading.Event()
     try:
         redis_url = settings.redis_url
         if not redis_url:
             redis = EmbeddedRedis(Path(settings.home).resolve() / "redis")
             redis_url = redis.start()
-            typer.echo(f"embedded Redis at {redis_url}", err=True)
+            log.info("embedded Redis at %s", redis_url)
         count = max(1, min(settings.num_workers, len(servable)))
         groups = [servable[i::count] for i in range(count)]
         ports = [free_port() for _ in groups]
@@ -190,16 +224,17 @@ def serve(
             training = [*cli, "jobs-worker", "--queue", "training"]  # its own queue and process
             supervisor.add(ChildSpec("training-worker", training, env))
         supervisor.start()
-        typer.echo(
-            f"medserve: gateway on http://{host}:{port} (API docs at /docs), "
-            f"models {', '.join(servable)}",
-            err=True,
-        )
+        url = f"http://{host}:{port}"
+        log.info("starting the gateway on %s; loading models %s", url, ", ".join(servable))
+        watch = threading.Thread(target=announce_when_ready, args=(url, servable, ready_watch),
+                                 name="medserve-ready", daemon=True)  # fmt: skip
+        watch.start()
         gateway_settings = settings.model_copy(
             update={"routes": routes, "worker_urls": [], "redis_url": redis_url}
         )
         run_gateway(gateway_settings, host, port)
     finally:
+        ready_watch.set()
         supervisor.stop(settings.drain_timeout_s)
         if redis is not None:
             redis.stop()

@@ -1,7 +1,9 @@
-"""JSON log lines that carry the current request id; never request bodies.
+"""Log lines that carry the current request id; never request bodies.
 
-`configure_logging(settings)` once per process; the request id lives in a context variable
-set by the gateway's middleware, so every line logged while serving a request carries it.
+`configure_logging(settings)` once per process: JSON lines, or text lines on a terminal
+(`MEDSERVE_LOG_JSON` decides when set). Processes started by `medserve serve` share its stderr,
+so they all choose the same format. The request id lives in a context variable set by the
+gateway's middleware, so every line logged while serving a request carries it.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from core.settings import CommonSettings
 
 request_id_var: ContextVar[str | None] = ContextVar("medserve_request_id", default=None)
 
-# Attributes every LogRecord has; anything else passed through `extra=` is logged as a field.
-_RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+# Attributes every LogRecord has; anything else passed through `extra=` is logged as a field
+# (uvicorn's `color_message` is its message again, with terminal colour codes).
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message", "asctime", "color_message",
+}  # fmt: skip
 
 
 class JsonFormatter(logging.Formatter):
@@ -66,10 +71,17 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+def wants_json(settings: CommonSettings) -> bool:
+    """MEDSERVE_LOG_JSON when set; else text for a person at a terminal, JSON for collectors."""
+    if settings.log_json is not None:
+        return settings.log_json
+    return not sys.stderr.isatty()
+
+
 def configure_logging(settings: CommonSettings) -> None:
     """Route the root logger (and uvicorn's) to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if settings.log_json else TextFormatter())
+    handler.setFormatter(JsonFormatter() if wants_json(settings) else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
@@ -79,3 +91,6 @@ def configure_logging(settings: CommonSettings) -> None:
         logger.propagate = True
     # The gateway writes its own access line (with request id and status); uvicorn's is a duplicate.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request it sends at INFO: the callers log what matters.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -61,7 +61,9 @@ class CommonSettings(BaseSettings):
 
     # Observability.
     log_level: str = "INFO"
-    log_json: bool = True
+    log_json: bool | None = Field(
+        None, description="JSON log lines; unset: text on a terminal, JSON otherwise."
+    )
 
     @field_validator("worker_urls", mode="before")
     @classmethod

@@ -9,10 +9,12 @@ the longest job; `JobRunner` drops duplicate deliveries.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
+from celery.exceptions import SecurityWarning
 
 from core.constants import CELERY_APP, JOBS_QUEUE, TASK_NAME, TRAINING_QUEUE
 from core.errors import Unavailable
@@ -98,8 +100,12 @@ def run_worker(
     def run_job(job_id: str) -> str:
         return handle(job_id)
 
+    # Messages are JSON only (accept_content), so Celery's warning about running as root, which
+    # is about unpickling untrusted messages, does not apply; containers often run as root.
+    warnings.filterwarnings("ignore", category=SecurityWarning)
     app.worker_main(
         [
+            "--quiet",  # celery's global option: no banner; it still logs "celery@<host> ready."
             "worker",
             f"--concurrency={concurrency}",
             "--pool=threads",
