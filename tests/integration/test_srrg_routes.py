@@ -166,9 +166,7 @@ def test_labels_for_every_label_set(client: httpx.Client, label_set: str) -> Non
     assert any(result["labels"] for result in body["results"])  # a label set that labels
 
 
-def test_labels_equal_the_labeller_run_in_process(
-    client: httpx.Client, model_dir: Path
-) -> None:
+def test_labels_equal_the_labeller_run_in_process(client: httpx.Client, model_dir: Path) -> None:
     from workers.srrg.labels import load_labeller
 
     key = "leaves_with_statuses"
