@@ -25,6 +25,30 @@ from workers.srrg.contract import (
 EXAMPLE_REPORT = (
     "Lungs and Airways:\n- No focal consolidation.\n\nPleura:\n- Small left pleural effusion."
 )
+# A 64x64 synthetic chest phantom (PNG), so the Swagger example runs as it is.
+EXAMPLE_IMAGE = (
+    "iVBORw0KGgoAAAANSUhEUgAAAEAAAABACAAAAACPAi4CAAAE9ElEQVR42nVXW5JjOwiThHv/y7qLikH3A+xz0jOT"
+    "6uqkbCyLlwH+h/4YcP+DAQJgf529s06Ar731ff5gAKBBg3hQPbI0TZhvgHN+IGDCbIjePCT4G+EwmPOG+54jefaM"
+    "73X6SwWPlH0kXyQBPwg0Odu9/7bB+QAAQV4Sb+AB/baBz/X1ANCCyTGAC2edpF5qXAZ9/iAQ5L1toOFzvhrhMhjD"
+    "u1wN0YItjRc3gKQIlUDANK8bbdhVjdCCFtXQ5QdYFiBzog3rEqgGqLJNiJYFgoarucEkLQB0aSislwWqKiubQckW"
+    "QB5mNcwUBgh5KLyNWJWZVWWTlMK2CAxy2SZlB0Da140ngFxVmZnpAiiFAzBpuzIrqwyIEW3idjf9GLHP78yySckB"
+    "WOQwy2am4yP6nQs+CHtnpk0qbMAWUFW5c4DDBlSUfUO5XTj37J1ZgFQdeaZduXfurAJUZVJkye3K5aOBqzL3/mSW"
+    "yWiAZrD33jvTpqpASuUaHdZLg8y9P3vvvgkgEQYqDzCgZZCS6uiwXk5shE9W3wS2CpV7708zUxlSRpV9GHSmulzZ"
+    "krtMxU/ng+lh1sALlCLDpQ7h9eWE3J/PZ5ehBYgiAOQFBmVQ0dH2pwqt62enKQPSJkFX7gPMMBSrg6LdtM6LVa7K"
+    "vfc+AAxJPCqMamVG7DVJ65vOJ2Na2zTCVESKoHN02AmWFSsntXzT+aTjSKZpSLEyihz/7r3TLER0ULYGk862O+da"
+    "NM2CIrNSpCvHOmWaQ6C6CADLvhQmG3OboczKh8HkKaGTV0PA6/tJbYwRrHKRdzXTpLLq9fjeOBiYmreDUNV5i12H"
+    "nZVx3qZz7ilt91Vp/cpDtFf7zmKH0LkegH5Xpg7KVy16qt6E3xz3NwDwrvNdhqbSXjN/1XjgHwDTQnDqY5fD+Xr1"
+    "FfezXud46pHOz7vZJc23Xv3Zocw6JclFUpQeRFEkIWlWT91sgFOyKUkKkxHSUAHVZaJgxkBc2sOgL6coRZTNiIiQ"
+    "KNGmFBEN0KujJACs6RSafhxBRYSiE9qKUEQUB7jZjZnXEMDQj5WdMisiFBLtyIhYhZz1VmNamNVNTOsQESsTMmKt"
+    "EW0GK6tAMFYj81JY10+HQFGmGiBCNFyxsszwAIwhb2kj0W6LtTLdAD/nLtO1Kg1WA6zVhuw4e7yg1qDAMLR+flas"
+    "UAAI1yqAhQZ+m/HEQYdQxKq+SfEwALxcgMps4OhwmjjojpGiIlaVWzDi56oA2wbzBSyKfe9bBUWsAncBDbAiNBUO"
+    "kArQ450vFaanqWWDKpMRa0UsCSBhA5IfZi8V6GagkqLsuUmxYq0QT3NMRTOb83oYEDhdVdmUukOJWCEJqEm07lBe"
+    "wQzyBpK7s4xuJX3yQs2AD4AGl+9AGh3sMECeLk0dsnYD3C4trhsbgCcbpwXU7RM7Z+ACmJw+UbpOIE82HkcaYPZX"
+    "J6c4BiKfTlWvOLyhDLA7a/L0yv2cgJ5sVY2tn3fteKFFVFRPGqet7xaFMFikhxklsZsX3nQeVwpgHYD7bBkyi8+8"
+    "0LnMZ+AYClAJ5p1Y7rs1BeuZWKjzoH3VBUClZ2aCnqGHp1gdhF9GvGOgvqc2cgZYz4xyy0fH0Xte6Cn3GTafqWuG"
+    "vzP2/b0y0TgBdQYJ4l3bjDOqjv0u9FPajhqHAe413+uDzO/i2lc8knz9vQfxmf1f8///dH8X4eD7R8QAAAAASUVO"
+    "RK5CYII="
+)
 Report = Annotated[str, Field(max_length=MAX_REPORT_CHARS)]
 
 
@@ -36,7 +60,7 @@ class GenerateRequest(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "image_base64": "<base64 of a PNG, JPEG or DICOM file>",
+                    "image_base64": EXAMPLE_IMAGE,
                     "sections": ["findings", "impression"],
                     "num_beams": 2,
                     "max_length": 128,
@@ -111,8 +135,12 @@ class GenerateResponse(Provenance):
         "blocks holding the sections' `text`."
     )
     structure_valid: bool = Field(description="True when every section follows the format.")
-    findings: StructuredSection | None = None
-    impression: StructuredSection | None = None
+    findings: StructuredSection | None = Field(
+        None, description="The findings section, when requested."
+    )
+    impression: StructuredSection | None = Field(
+        None, description="The impression section, when requested."
+    )
 
 
 class LabelsRequest(BaseModel):
@@ -154,12 +182,12 @@ class SentenceLabels(BaseModel):
 
 class ReportLabels(BaseModel):
     labels: list[str] = Field(description="The OR of the report's sentence labels.")
-    sentences: list[SentenceLabels]
+    sentences: list[SentenceLabels] = Field(description="The report's sentences, in order.")
 
 
 class LabelsResponse(Provenance):
     machine_generated: bool = Field(True, description="Labels are model output.")
-    label_set: LabelSetKey
+    label_set: LabelSetKey = Field(description="The label set the model labels with.")
     label_names: list[str] | None = Field(
         None, description="With probabilities=true: the label set's names in output order."
     )
@@ -200,18 +228,21 @@ class ScoreRequest(BaseModel):
 
 
 class SampleScore(BaseModel):
-    precision: float
-    recall: float
-    f1: float
+    precision: float = Field(description="Precision over the labels either report has.")
+    recall: float = Field(description="Recall over the labels either report has.")
+    f1: float = Field(description="F1 over the labels either report has.")
 
 
-class LabelScore(SampleScore):
+class LabelScore(BaseModel):
+    precision: float = Field(description="Precision of this label over all reports.")
+    recall: float = Field(description="Recall of this label over all reports.")
+    f1: float = Field(description="F1 of this label over all reports.")
     support: int = Field(description="Reference reports that have the label.")
 
 
 class ScoreResponse(Provenance):
-    metric: Literal["f1_srr_bert"] = "f1_srr_bert"
-    label_set: LabelSetKey
+    metric: Literal["f1_srr_bert"] = Field("f1_srr_bert", description="The metric computed.")
+    label_set: LabelSetKey = Field(description="The label set scored with.")
     precision: float = Field(description="Weighted-average precision (scikit-learn).")
     recall: float = Field(description="Weighted-average recall.")
     f1: float = Field(description="Weighted-average F1: F1-SRR-BERT (RadEval rounds it to 4).")
