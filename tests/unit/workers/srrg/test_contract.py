@@ -97,3 +97,21 @@ def test_an_unknown_adapter_kind_is_refused() -> None:
     manifest = load_manifests()["srrg-findings"].model_copy(update={"adapter": {"kind": "x"}})
     with pytest.raises(InvalidInput, match=r"adapter\.kind must be one of"):
         adapter_for(manifest)
+
+
+def test_models_tiny_all_skips_the_model_without_a_tiny_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import cli.models
+    from model_store.store import ModelStore
+
+    manifests = load_manifests()
+    known = {name: manifests[name] for name in ("chexagent-2-3b-srrg-findings", "echo")}
+    monkeypatch.setattr(cli.models, "_store", lambda: ModelStore(tmp_path, known))
+    answer = CliRunner().invoke(cli.models.app, ["tiny", "--all"])
+    assert answer.exit_code == 0, answer.output
+    assert "skipped" in answer.output and (tmp_path / "echo").is_dir()
+    named = CliRunner().invoke(cli.models.app, ["tiny", "chexagent-2-3b-srrg-findings"])
+    assert named.exit_code == 1  # asked for by name: an error, not a skip
