@@ -193,10 +193,23 @@ def _combined(parts: list[StructuredSection]) -> dict[str, Any]:
                     "schema": {
                         "type": "object",
                         "properties": {
-                            "file": {"type": "string", "format": "binary"},
-                            "sections": {"type": "string", "example": "findings"},
-                            "num_beams": {"type": "integer"},
-                            "max_length": {"type": "integer"},
+                            "file": {
+                                "type": "string",
+                                "format": "binary",
+                                "description": "The X-ray: PNG, JPEG or single-frame DICOM.",
+                            },
+                            "sections": {
+                                "type": "string",
+                                "example": "findings",
+                                "description": "findings, impression, or a JSON list of both.",
+                            },
+                            "num_beams": {"type": "integer", "description": "Default 2."},
+                            "max_length": {"type": "integer", "description": "Default 128."},
+                            "findings_model": {"type": "string", "description": "srrg-findings"},
+                            "impression_model": {
+                                "type": "string",
+                                "description": "srrg-impression",
+                            },
                         },
                         "required": ["file"],
                     }
