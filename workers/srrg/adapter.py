@@ -160,7 +160,7 @@ class RemoteReportAdapter(_XRayReports):
             self.section,
             self.options.remote_code_sha256,
             device=device,
-            dtype="float32" if device == "cpu" else str(self.options.dtype_gpu),
+            dtype=self._dtype(device),
         )
         self.device = device
         self.resolved = resolved
