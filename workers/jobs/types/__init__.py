@@ -31,6 +31,7 @@ JOB_TYPES: dict[str, str] = {
     "latent-dataset": "workers.jobs.types.latent_dataset:LatentDatasetJob",
     "train-classifier": "workers.jobs.types.train_classifier:TrainClassifierJob",
     "train-latent-classifier": "workers.jobs.types.train_latent_classifier:TrainLatentJob",
+    "srrg-reports": "workers.jobs.types.srrg_reports:SRRGReportsJob",
 }
 
 
