@@ -11,19 +11,15 @@ and for `score` computes the metric from the workers' OR-merged report labels wi
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 from typing import Any
 
 import numpy as np
-import orjson
 from fastapi import APIRouter, Request
-from pydantic import ValidationError
 
-from core.errors import BadRequest, InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from core.validation import describe
+from core.errors import InvalidInput, PayloadTooLarge
 from service.deps import ModelsDep, RequestIdDep
+from service.forms import parse_body
 from service.schemas.srrg import (
     GenerateRequest,
     GenerateResponse,
@@ -37,7 +33,6 @@ from service.schemas.srrg import (
     SentenceLabels,
     StructuredSection,
 )
-from workers.imaging.readers import sniff
 from workers.runtime.oip import InferResponse
 from workers.srrg.contract import (
     JOB_HINT_IMAGES,
@@ -52,7 +47,6 @@ from workers.srrg.label_maps import label_names
 
 router = APIRouter(tags=["srrg"])
 PROVENANCE = ("model", "version", "weights", "weights_digest")
-VOLUME_KINDS = ("nifti", "npy", "safetensors")
 
 
 def _provenance(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -66,69 +60,15 @@ def _texts(answer: InferResponse, name: str) -> list[str]:
 # ---- generate ----------------------------------------------------------------------------------
 
 
-async def _form_fields(request: Request) -> tuple[dict[str, Any], bytes | None]:
-    form = await request.form()
-    fields: dict[str, Any] = {}
-    raw: bytes | None = None
-    for key, value in form.multi_items():
-        if not isinstance(value, str):
-            if key != "file":
-                raise InvalidInput(f"send the X-ray in a part named 'file', not '{key}'")
-            raw = await value.read()
-        elif key == "sections":
-            names = json.loads(value) if value.strip().startswith("[") else [value]
-            fields.setdefault("sections", []).extend(names)
-        else:
-            fields[key] = value
-    return fields, raw
-
-
 async def _generate_input(request: Request) -> tuple[GenerateRequest, bytes]:
     """The body (JSON or multipart/form-data) and the X-ray file's bytes."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    raw: bytes | None = None
-    if content_type == "multipart/form-data":
-        try:
-            fields, raw = await _form_fields(request)
-        except ValueError:
-            raise InvalidInput("form field 'sections' must be a name or a JSON list") from None
-    elif content_type in ("application/json", ""):
-        try:
-            fields = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
-            raise BadRequest("the body is not valid JSON") from None
-        if not isinstance(fields, dict):
-            raise BadRequest("the body must be a JSON object")
-    else:
-        raise UnsupportedMediaType("send application/json or multipart/form-data")
-    try:
-        body = GenerateRequest.model_validate(fields)
-    except ValidationError as exc:
-        raise InvalidInput(describe(exc, GenerateRequest)) from None
-    if raw is None and body.image_base64:
-        try:
-            raw = base64.b64decode(body.image_base64, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidInput("image_base64 is not valid base64") from None
+    body, raw = await parse_body(request, GenerateRequest, "image_base64")
     if not raw:
         raise InvalidInput(
-            "send one chest X-ray: image_base64 in JSON, or a multipart part named 'file'"
-        )
-    return body, raw
-
-
-def _check_image(raw: bytes) -> None:
-    kind = sniff(raw)
-    if kind in VOLUME_KINDS:
-        raise InvalidInput(
-            f"got a {kind} file: SRRG reads one 2D chest radiograph; send PNG, JPEG or "
-            "single-frame DICOM, not a volume or a tensor"
-        )
-    if kind not in ("png", "jpeg", "dicom"):
-        raise InvalidInput(
-            "the file is not an image: send a chest X-ray as PNG, JPEG or single-frame DICOM "
+            "send one chest X-ray: image_base64 in JSON, or a multipart part named 'file' "
             f"({JOB_HINT_IMAGES})"
         )
+    return body, raw
 
 
 def _report_model(models: ModelsDep, section: str, name: str) -> Options:
@@ -220,7 +160,6 @@ def _combined(parts: list[StructuredSection]) -> dict[str, Any]:
 )
 async def generate(request: Request, models: ModelsDep, request_id: RequestIdDep) -> Any:
     body, raw = await _generate_input(request)
-    _check_image(raw)
     sections = list(dict.fromkeys(body.sections))
     names = {"findings": body.findings_model, "impression": body.impression_model}
     options = {section: _report_model(models, section, names[section]) for section in sections}
