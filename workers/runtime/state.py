@@ -20,6 +20,7 @@ from model_store.store import ModelStore, ResolvedModel
 from workers.runtime.adapter import ModelAdapter
 from workers.runtime.batcher import BatchConfig, Batcher
 from workers.runtime.families import load_manifests
+from workers.runtime.resources import check_resources
 
 log = logging.getLogger("medserve.worker")
 
@@ -124,7 +125,9 @@ class WorkerState:
                 self.states[name] = "READY"
                 continue
             try:
-                adapter.load(resolve(name), device)
+                resolved = resolve(name)
+                check_resources(adapter.manifest, device, resolved.weights)
+                adapter.load(resolved, device)
             except MedserveError as exc:
                 self.states[name], self.reasons[name] = "UNAVAILABLE", exc.message
                 log.error("model failed to load", extra={"model": name, "reason": exc.message})

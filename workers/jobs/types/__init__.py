@@ -25,6 +25,7 @@ JOB_TYPES: dict[str, str] = {
     "sleep": "workers.jobs.types.sleep:SleepJob",
     "synthetic-dataset": "workers.jobs.types.synthetic_dataset:SyntheticDatasetJob",
     "latent-dataset": "workers.jobs.types.latent_dataset:LatentDatasetJob",
+    "merlin-embeddings": "workers.jobs.types.merlin_embeddings:MerlinEmbeddingsJob",
 }
 
 
