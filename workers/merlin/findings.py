@@ -92,8 +92,12 @@ class FindingBank:
     def for_request(
         self, names: Sequence[str] | None, user: Sequence[UserFinding]
     ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Finding name -> (positive [P,512], negative [N,512]): built-ins, then the caller's."""
-        chosen: list[Finding] = [f for f in builtin_findings() if names is None or f.name in names]
+        """Finding name -> (positive [P,512], negative [N,512]): the built-ins asked for (all, in
+        the released order, when `names` is None; else in the order given), then the caller's."""
+        by_name = {f.name: f for f in builtin_findings()}
+        chosen: list[Finding] = (
+            list(by_name.values()) if names is None else [by_name[n] for n in names]
+        )
         bank: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         if chosen:
             table = self.builtin()
