@@ -32,6 +32,7 @@ from service.schemas.merlin import (
     EmbedTextResponse,
     ReportRequest,
     ReportResponse,
+    inline_schema,
 )
 from workers.merlin.contract import (
     CLIP_TASKS,
@@ -175,7 +176,7 @@ def _plan(models: ModelRouter, body: AnalyzeRequest) -> tuple[list[str], dict[st
     response_model_exclude_none=True,
     summary="Analyse a 3D CT: embedding, phenotypes, zero-shot findings, five-year risk",
     openapi_extra={"requestBody": {"content": {
-        "application/json": {"schema": AnalyzeRequest.model_json_schema()},
+        "application/json": {"schema": inline_schema(AnalyzeRequest)},
         "multipart/form-data": {"schema": {"type": "object", "properties": {
             "file": {"type": "string", "format": "binary",
                      "description": "The CT: .nii, .nii.gz or a .zip of one DICOM series."},
@@ -259,7 +260,7 @@ async def embed_text(body: EmbedTextRequest, models: ModelsDep, request_id: Requ
     response_model=ReportResponse,
     summary="Generate a radiology report from a 3D CT (one text per organ system)",
     openapi_extra={"requestBody": {"content": {
-        "application/json": {"schema": ReportRequest.model_json_schema()},
+        "application/json": {"schema": inline_schema(ReportRequest)},
         "multipart/form-data": {"schema": {"type": "object", "properties": {
             "file": {"type": "string", "format": "binary",
                      "description": "The CT: .nii, .nii.gz or a .zip of one DICOM series."},

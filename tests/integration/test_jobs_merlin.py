@@ -68,7 +68,7 @@ def test_embeddings_job_resumes_after_sigkill_into_a_parquet_table(
         embedding = np.array(table["embedding"][row])
         assert embedding.shape == (512,) and abs(np.linalg.norm(embedding) - 1) < 1e-4
         probabilities = np.array(table["phenotypes"][row])
-        assert probabilities.shape == (1692,) and (0 <= probabilities).all()
+        assert probabilities.shape == (1692,) and (probabilities >= 0).all()
         assert table["weights_digest"][row].startswith("sha256:")
     assert table["input_shape"][0] == [40, 40, 24] and table["orientation"][0] == "LPS"
     assert table["spacing"][1] == [1.0, 1.0, 2.0]

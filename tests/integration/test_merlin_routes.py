@@ -44,8 +44,9 @@ def b64(data: bytes) -> str:
 
 def test_analyze_json_runs_every_task_on_both_models(client) -> None:
     mine = {"name": "my cyst", "positive": ["renal cyst"], "negative": ["no renal cyst"]}
-    r = client.post("/v1/merlin/analyze",
-                    json={"image_base64": b64(CT), "top_k": 5, "findings_prompts": [mine]})
+    r = client.post(
+        "/v1/merlin/analyze", json={"image_base64": b64(CT), "top_k": 5, "findings_prompts": [mine]}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["tasks"] == ["embedding", "phenotypes", "findings", "five_year"]
@@ -271,6 +272,7 @@ def test_report_on_a_worker_without_the_resources_is_503(tmp_path: Path, tiny_mo
     marker.write_text(json.dumps({**json.loads(marker.read_text()), "weights": "pulled"}))
     worker = WorkerProcess(["merlin-report"], store, env={"MEDSERVE_DEVICE": "cpu"})
     try:
+
         def refused() -> bool:
             try:
                 index = httpx.post(worker.url + "/v2/repository/index", timeout=2).json()
@@ -287,3 +289,16 @@ def test_report_on_a_worker_without_the_resources_is_503(tmp_path: Path, tiny_mo
             assert "cpu_ok: false" in message and "MEDSERVE_DEVICE=cuda" in message
     finally:
         worker.stop()
+
+
+def test_swagger_documents_each_route_with_a_resolvable_example(client) -> None:
+    spec = client.get("/openapi.json").json()
+    for path in ("/v1/merlin/analyze", "/v1/merlin/embed-text", "/v1/merlin/report"):
+        body = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        text = json.dumps(body)
+        assert "#/$defs/" not in text, f"{path}: a reference Swagger cannot resolve"
+        schema = body["schema"]
+        if "$ref" in schema:
+            schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
+        assert schema["examples"], path
+        assert all(p.get("description") for p in schema["properties"].values()), path

@@ -77,9 +77,20 @@ def test_params_refuse_unknown_fields_and_other_families() -> None:
 def test_a_shard_part_is_a_typed_table() -> None:
     import pyarrow.parquet as pq
 
-    ok = {"index": 0, "id": "a", "source": "a.nii", "status": "ok", "embedding": [0.5] * 512,
-          "phenotypes": [0.1] * 1692, "input_shape": [4, 4, 4], "spacing": [1, 1, 1],
-          "orientation": "RAS", "model": "merlin", "version": "1", "weights_digest": "sha256:x"}
+    ok = {
+        "index": 0,
+        "id": "a",
+        "source": "a.nii",
+        "status": "ok",
+        "embedding": [0.5] * 512,
+        "phenotypes": [0.1] * 1692,
+        "input_shape": [4, 4, 4],
+        "spacing": [1, 1, 1],
+        "orientation": "RAS",
+        "model": "merlin",
+        "version": "1",
+        "weights_digest": "sha256:x",
+    }
     bad = {"index": 1, "id": "b", "source": "b.zip", "status": "error", "error": "2 series"}
     table = pq.read_table(io.BytesIO(parquet_bytes([ok, bad], include_features=False)))
     assert table.column_names[:5] == ["index", "id", "source", "status", "error"]
