@@ -258,6 +258,7 @@ async def embed_text(body: EmbedTextRequest, models: ModelsDep, request_id: Requ
 @router.post(
     "/v1/merlin/report",
     response_model=ReportResponse,
+    response_model_exclude_none=True,
     summary="Generate a radiology report from a 3D CT (one text per organ system)",
     openapi_extra={"requestBody": {"content": {
         "application/json": {"schema": inline_schema(ReportRequest)},

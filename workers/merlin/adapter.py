@@ -10,6 +10,7 @@ burst of large CTs takes. Labelled results travel as JSON in `RESULT` (see `cont
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from typing import Any
@@ -20,7 +21,6 @@ from core.errors import InvalidInput
 from model_store.manifest import Manifest
 from model_store.store import ResolvedModel
 from workers.merlin.contract import (
-    CLIP_TASKS,
     FIVE_YEAR_OUTPUTS,
     HU_WINDOW,
     IMAGE_INPUTS,
@@ -81,6 +81,8 @@ class CTAdapter(ModelAdapter):
         self.model: Any = None
 
     def preprocess(self, request: InferRequest) -> list[Item]:
+        if "IMAGE" not in request.inputs:  # texts: nothing large to decode
+            return super().preprocess(request)
         with self.gate:  # decoding and resampling hold several copies of the voxels
             return super().preprocess(request)
 
@@ -140,6 +142,10 @@ class MerlinAdapter(CTAdapter):
         dtype = _torch_dtype(self.options.dtype)
         self.model = load_clip(resolved.path, with_text=True, dtype=dtype, device=device)
         self.bank = FindingBank(self.model, resolved, self.options.text_batch_size)
+        # Counting tokens runs in the preprocessing threads while the batcher tokenizes: a
+        # fast tokenizer must not be called from two threads at once, so prepare has its own.
+        self.counter = copy.deepcopy(self.model.encode_text.tokenizer)
+        self.counter_lock = threading.Lock()
         if self.options.precompute_findings:
             self.bank.builtin()
         self.device, self.resolved = device, resolved
@@ -162,10 +168,10 @@ class MerlinAdapter(CTAdapter):
             return [self.volume_item(s, ("image",), params=params) for s in samples]
         from workers.merlin.model import TEXT_MAX_LENGTH, sanitize_report
 
-        tokenizer = self.model.encode_text.tokenizer
         items = []
         for sample in samples:
-            tokens = len(tokenizer(sanitize_report(sample.data))["input_ids"])
+            with self.counter_lock:
+                tokens = len(self.counter(sanitize_report(sample.data))["input_ids"])
             meta = {"tokens": min(tokens, TEXT_MAX_LENGTH), "truncated": tokens > TEXT_MAX_LENGTH}
             items.append(Item(sample.data, key=("text",), meta={**meta, "params": params}))
         return items
@@ -341,4 +347,10 @@ def build_adapter(manifest: Manifest) -> ModelAdapter:
     return KINDS[options.kind](manifest)
 
 
-__all__ = ["CLIP_TASKS", "KINDS", "MerlinAdapter", "build_adapter"]
+__all__ = [
+    "KINDS",
+    "MerlinAdapter",
+    "MerlinFiveYearAdapter",
+    "MerlinReportAdapter",
+    "build_adapter",
+]

@@ -57,6 +57,7 @@ def test_build_adapter_picks_the_kind() -> None:
         build_adapter(bad)
 
 
+@pytest.mark.slow  # two forward passes over 224x224x160 (10 to 20 s on 2 shared cores)
 def test_analyze_is_the_model_labelled(clip: MerlinAdapter) -> None:
     first = builtin_findings()[0]
     mine = {"name": "copy", "positive": list(first.positive), "negative": list(first.negative)}
@@ -127,6 +128,7 @@ def test_refusals(clip: MerlinAdapter, inputs: dict, says: str) -> None:
         clip.preprocess(request(**inputs))
 
 
+@pytest.mark.slow  # two forward passes
 def test_five_year_labels_the_six_diseases(tiny_model) -> None:
     adapter = loaded(tiny_model, "merlin-five-year")
     req = request()
