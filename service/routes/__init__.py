@@ -8,6 +8,7 @@ ROUTER_MODULES = [
     "service.routes.medvae",
     "service.routes.medval",
     "service.routes.srrg",
+    "service.routes.merlin",
     "service.routes.openai",
     "service.routes.jobs",
 ]
