@@ -1,0 +1,193 @@
+"""Benchmark jobs end to end on real Redis, real `medserve jobs-worker` processes and a real model
+worker serving the tiny MedVAL-4B and GREEN judge: `benchmark-medval` through the API (SSE
+progress, artifacts) and the CLI, SIGKILL of its runner mid-job and resume, and
+`benchmark-reports` over a CSV of pairs (GREEN on the worker, F1-SRR-BERT, BLEU, ROUGE and
+BERTScore in the runner) and over a folder of X-rays run through the tiny SRRG model."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow.parquet as pq
+import pytest
+from fastapi.testclient import TestClient
+
+from core.net import free_port
+from service.app import create_app
+from tests.harness import CLI, ROOT, JobsEnv, WorkerProcess, wait_until
+from workers.benchmarks import medval_data
+
+pytestmark = [pytest.mark.slow]
+
+MEDVAL, GREEN = "medval-4b", "green-radllama2-7b"
+
+
+@pytest.fixture(scope="module")
+def llm_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    with WorkerProcess([MEDVAL, GREEN], tmp_path_factory.mktemp("models")) as worker:
+        yield worker
+
+
+@pytest.fixture
+def api(jobs_env: JobsEnv, llm_worker: WorkerProcess) -> Iterator[TestClient]:
+    jobs_env.settings_kwargs["routes"] = {MEDVAL: llm_worker.url, GREEN: llm_worker.url}
+    with TestClient(create_app(jobs_env.settings)) as client:
+        yield client
+
+
+def sse(client: TestClient, job_id: str) -> list[tuple[str, dict]]:
+    events, event = [], None
+    with client.stream("GET", f"/v1/jobs/{job_id}/events", timeout=600) as answer:
+        assert answer.status_code == 200
+        for line in answer.iter_lines():
+            if line.startswith("event: "):
+                event = line[len("event: ") :]
+            elif line.startswith("data: ") and event:
+                events.append((event, json.loads(line[len("data: ") :])))
+    return events
+
+
+def artifact(client: TestClient, job_id: str, path: str) -> bytes:
+    answer = client.get(f"/v1/jobs/{job_id}/artifacts/{path}")
+    assert answer.status_code == 200, answer.text
+    return answer.content
+
+
+def medval_copy(root: Path, n_per_task: int) -> Path:
+    medval_data.write_synthetic_csv(root / "data" / "test.csv", n_per_task=n_per_task, seed=3)
+    return root
+
+
+MEDVAL_PARAMS = {"max_tokens": 200, "constrained": True, "concurrency": 3}
+
+
+def test_benchmark_medval_through_the_api(
+    api: TestClient, jobs_env: JobsEnv, tmp_path: Path
+) -> None:
+    source = medval_copy(tmp_path / "medval", n_per_task=2)  # 6 tasks x 2 = 12 rows
+    jobs_env.start_runner()
+    body = {"type": "benchmark-medval", "params": {"source": str(source), **MEDVAL_PARAMS}}
+    job = api.post("/v1/jobs", json=body)
+    assert job.status_code == 202, job.text
+    job_id = job.json()["id"]
+    events = sse(api, job_id)
+    assert events[-1] == ("end", {"id": job_id, "state": "succeeded"}), events[-3:]
+    done = [e["progress"]["done"] for kind, e in events if kind == "progress"]
+    assert done == sorted(done) and done[-1] == 12 and any(0 < d < 12 for d in done)
+
+    view = api.get(f"/v1/jobs/{job_id}").json()
+    summary = view["summary"]
+    assert summary["rows"] == 12 and summary["graded"] + summary["failed"] == 12
+    assert summary["graded"] >= 10  # a random model grades through the constrained retry
+    paths = {a["path"] for a in api.get(f"/v1/jobs/{job_id}/artifacts").json()["artifacts"]}
+    expected = {"metrics.json", "report.md", "confusion.png", "samples.parquet"}
+    assert expected | {"medval-bench.csv"} <= paths
+
+    metrics = json.loads(artifact(api, job_id, "metrics.json"))
+    assert set(metrics["per_task"]) == set(medval_data.TASKS)
+    assert metrics["overall"]["n"] == summary["graded"]
+    assert metrics["evaluator"]["engine"] == "transformers"
+    assert metrics["evaluator"]["weights_digest"].startswith("sha256:")
+    assert metrics["machine_generated"] is True
+    assert sum(map(sum, metrics["overall"]["risk"]["confusion"])) == summary["graded"]
+    assert artifact(api, job_id, "confusion.png")[:4] == b"\x89PNG"
+    assert "| **overall** |" in artifact(api, job_id, "report.md").decode()
+    table = pq.read_table(io.BytesIO(artifact(api, job_id, "samples.parquet"))).to_pylist()
+    assert [r["index"] for r in table] == list(range(12))
+    graded = [r for r in table if r["model_risk"] is not None]
+    assert all(r["model_risk"] in (1, 2, 3, 4) and r["physician_risk"] for r in graded)
+    upstream = medval_data.read_csv_text(
+        io.StringIO(artifact(api, job_id, "medval-bench.csv").decode())
+    )
+    assert [r["lm_risk_grade"] for r in upstream] == [
+        "None" if r["model_risk"] is None else str(r["model_risk"]) for r in table
+    ]
+
+
+def test_benchmark_medval_resumes_after_sigkill(
+    jobs_env: JobsEnv, llm_worker: WorkerProcess, tmp_path: Path
+) -> None:
+    source = medval_copy(tmp_path / "medval", n_per_task=2)  # 12 rows, shards of 5: 3 shards
+    jobs_env.settings_kwargs["routes"] = {MEDVAL: llm_worker.url}
+    first = jobs_env.start_runner()
+    job = jobs_env.submit(
+        "benchmark-medval", {"source": str(source), **MEDVAL_PARAMS, "concurrency": 1}
+    )
+    jobs_env.wait(job.id, lambda j: j.shards_done >= 1, 300, "a finished shard")
+    first.kill()
+    finished_before = set(jobs_env.store.shards(job.id))
+    assert 1 <= len(finished_before) < 3
+
+    jobs_env.start_runner()
+    done = jobs_env.wait(job.id, lambda j: j.terminal, 300, "the job to finish after the kill")
+    assert done.state == "succeeded", done.error
+    assert done.attempt == 2 and done.done == 12
+    starts = jobs_env.store.shard_starts(job.id)
+    assert all(starts[s] == 1 for s in finished_before)  # finished shards never redone
+    out = Path(done.artifact_uri)
+    table = pq.read_table(out / "samples.parquet").to_pylist()
+    assert [r["index"] for r in table] == list(range(12))  # each row exactly once
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["rows"] == 12 and metrics["graded"] == done.summary["graded"]
+
+
+@pytest.fixture
+def gateway(jobs_env: JobsEnv, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    with (tmp_path / "gateway.log").open("wb") as log:
+        proc = subprocess.Popen([*CLI, "gateway", "--port", str(port)], env=jobs_env.env(),
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def live() -> bool:
+        try:
+            return httpx.get(f"{url}/livez", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(live, 60, "the gateway to answer", every=0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def cli_job(jobs_env: JobsEnv, gateway: str, example: str, params: dict[str, Any], out: Path
+            ) -> dict[str, Any]:  # fmt: skip
+    """`medserve jobs submit EXAMPLE --params ... --watch`, then `artifacts --download`."""
+    env = {**jobs_env.env(), "MEDSERVE_URL": gateway, "COLUMNS": "200"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CLI, "jobs", *args], env=env, cwd=ROOT, capture_output=True,
+                              text=True, timeout=600)  # fmt: skip
+
+    submitted = run("submit", example, "--params", json.dumps(params), "--watch")
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    job_id = submitted.stdout.split()[0]
+    assert f"{job_id}: succeeded" in submitted.stdout
+    fetched = run("artifacts", job_id, "--download", str(out))
+    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    shown = json.loads(run("status", job_id, "--json").stdout)
+    return shown
+
+
+def test_benchmark_medval_through_the_cli(
+    jobs_env: JobsEnv, llm_worker: WorkerProcess, gateway: str, tmp_path: Path
+) -> None:
+    jobs_env.settings_kwargs["routes"] = {MEDVAL: llm_worker.url}
+    jobs_env.start_runner()
+    shown = cli_job(jobs_env, gateway, "examples/jobs/benchmark_medval.json",
+                    {"tasks": ["report2impression", "bhc2spanish"], **MEDVAL_PARAMS},
+                    tmp_path / "out")  # fmt: skip
+    assert shown["state"] == "succeeded" and shown["summary"]["rows"] == 4
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert set(metrics["per_task"]) == {"report2impression", "bhc2spanish"}
+    for name in ("report.md", "confusion.png", "samples.parquet", "medval-bench.csv"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
