@@ -51,3 +51,40 @@ def build_bert(target: Path, seed: int = 0) -> Path:
     BertModel(config).eval().save_pretrained(target)
     tokenizer.save_pretrained(target)
     return target
+
+
+def build_srrg(target: Path, section: str = "findings", seed: int = 0) -> Path:
+    """A tiny SRRG report model (SwinV2 + BERT decoder) from the SRRG family's builder."""
+    import torch
+
+    from workers.srrg.tiny import build_report
+
+    torch.manual_seed(seed)
+    target.mkdir(parents=True, exist_ok=True)
+    build_report(target, section, {}, False)
+    return target
+
+
+def build_srrbert(target: Path, key: str = "leaves_with_statuses", seed: int = 0) -> Path:
+    """A tiny SRR-BERT classifier for `key` from the SRRG family's builder."""
+    import torch
+
+    from workers.srrg.tiny import build_labels
+
+    torch.manual_seed(seed)
+    target.mkdir(parents=True, exist_ok=True)
+    build_labels(target, key, {}, False)
+    return target
+
+
+def xray_png(seed: int, side: int = 64) -> bytes:
+    """A random 8-bit grey PNG the SRRG reader accepts."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 255, size=(side, side), dtype=np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()

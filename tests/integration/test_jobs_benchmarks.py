@@ -191,3 +191,108 @@ def test_benchmark_medval_through_the_cli(
     assert set(metrics["per_task"]) == {"report2impression", "bhc2spanish"}
     for name in ("report.md", "confusion.png", "samples.parquet", "medval-bench.csv"):
         assert (tmp_path / "out" / name).stat().st_size > 0
+
+
+REPORTS = [
+    ("Heart size is normal. No pleural effusion.", "Small left pleural effusion.", "ap"),
+    ("Mild cardiomegaly. Lungs are clear.", "Mild cardiomegaly. Lungs are clear.", "pa"),
+    ("No pneumothorax.", "Moderate pulmonary edema.", "ap"),
+    ("Stable cardiomegaly. Tube tip in place.", "Tube tip in place.", "pa"),
+    ("1. No acute cardiopulmonary process.", "", "ap"),
+    ("Right lower lobe consolidation.", "Right lower lobe consolidation. No effusion.", "pa"),
+    ("Mild bilateral atelectasis.", "Lungs are clear.", "ap"),
+]
+
+
+@pytest.fixture(scope="module")
+def metric_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from tests.benchmarks_support import build_bert, build_srrbert, build_srrg
+
+    root = tmp_path_factory.mktemp("metric-models")
+    return {"srrbert": build_srrbert(root / "srrbert"), "bert": build_bert(root / "bert"),
+            "srrg": build_srrg(root / "srrg")}  # fmt: skip
+
+
+def test_benchmark_reports_pairs_through_the_api(
+    api: TestClient, jobs_env: JobsEnv, metric_models: dict[str, Path], tmp_path: Path
+) -> None:
+    from workers.benchmarks import green, lexical
+    from workers.srrg.f1 import f1_srr_bert
+    from workers.srrg.labels import load_labeller
+
+    csv_path = tmp_path / "pairs.csv"
+    lines = ["reference,hypothesis,view"] + [
+        ",".join(json.dumps(v) for v in row) for row in REPORTS
+    ]
+    csv_path.write_text("\n".join(lines) + "\n")
+    jobs_env.start_runner()
+    params = {
+        "source": str(csv_path), "group_column": "view", "green": "required",
+        "srrbert": {"model_dir": str(metric_models["srrbert"])},
+        "bertscore": {"model_dir": str(metric_models["bert"]), "num_layers": 2},
+        "concurrency": 3,
+    }  # fmt: skip
+    job = api.post("/v1/jobs", json={"type": "benchmark-reports", "params": params})
+    assert job.status_code == 202, job.text
+    job_id = job.json()["id"]
+    events = sse(api, job_id)
+    assert events[-1][1]["state"] == "succeeded", api.get(f"/v1/jobs/{job_id}").json()
+    metrics = json.loads(artifact(api, job_id, "metrics.json"))
+    m = metrics["metrics"]
+    refs, hyps = [r[0] for r in REPORTS], [r[1] for r in REPORTS]
+    reply = green.clean_response(_tiny_reply())
+    assert m["green"]["mean"] == pytest.approx(green.green_score(reply)) == pytest.approx(0.6)
+    assert metrics["provenance"]["green"]["weights_digest"].startswith("sha256:")
+    labeller = load_labeller(metric_models["srrbert"], "leaves_with_statuses")
+    direct = f1_srr_bert(refs, hyps, labeller, labeller.names)
+    assert m["f1_srr_bert"]["aggregate"] == pytest.approx(direct.f1, abs=1e-12)
+    assert m["f1_srr_bert"]["details"]["precision"] == pytest.approx(direct.precision)
+    assert m["bleu"]["aggregate"] == pytest.approx(lexical.radeval_bleu(refs, hyps).aggregate)
+    assert m["rougeL"]["mean"] == pytest.approx(lexical.rouge_l(refs, hyps).aggregate)
+    assert 0 < m["bertscore"]["mean"] <= 1
+    ap = [i for i, r in enumerate(REPORTS) if r[2] == "ap"]
+    group_f1 = f1_srr_bert([refs[i] for i in ap], [hyps[i] for i in ap], labeller, labeller.names)
+    assert metrics["per_group"]["ap"]["f1_srr_bert"] == pytest.approx(group_f1.f1)
+    assert metrics["per_group"]["ap"]["n"] == 4
+    table = pq.read_table(io.BytesIO(artifact(api, job_id, "samples.parquet"))).to_pylist()
+    assert [r["f1_srr_bert"] for r in table] == pytest.approx(direct.sample_f1)
+    assert [r["green_matched"] for r in table] == [3] * 7
+    assert artifact(api, job_id, "metrics.png")[:4] == b"\x89PNG"
+    assert "| f1_srr_bert |" in artifact(api, job_id, "report.md").decode()
+
+
+def _tiny_reply() -> str:
+    from model_store.manifest import load_manifests
+
+    return str(load_manifests()[GREEN].tiny["reply"])
+
+
+def test_benchmark_reports_from_xrays_through_the_cli(
+    jobs_env: JobsEnv, llm_worker: WorkerProcess, gateway: str, metric_models: dict[str, Path],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    from tests.benchmarks_support import xray_png
+
+    folder = tmp_path / "xrays"
+    folder.mkdir()
+    for i, (reference, _, _) in enumerate(REPORTS[:4]):
+        (folder / f"study{i}.png").write_bytes(xray_png(i))
+        (folder / f"study{i}.txt").write_text(reference)
+    (folder / "broken.png").write_bytes(b"not an image")
+    (folder / "broken.txt").write_text("No effusion.")
+    jobs_env.settings_kwargs["routes"] = {GREEN: llm_worker.url}
+    jobs_env.start_runner()
+    params = {"source": str(folder), "srrg": {"model_dir": str(metric_models["srrg"]),
+              "num_beams": 1, "max_length": 16},
+              "srrbert": {"model_dir": str(metric_models["srrbert"])}}  # fmt: skip
+    shown = cli_job(jobs_env, gateway, "examples/jobs/benchmark_reports.json", params,
+                    tmp_path / "out")  # fmt: skip
+    assert shown["summary"]["samples"] == 5 and shown["summary"]["scored"] == 4
+    table = pq.read_table(tmp_path / "out" / "samples.parquet").to_pylist()
+    broken = [r for r in table if r["image"].endswith("broken.png")]
+    assert broken[0]["hypothesis"] is None and "image not used" in broken[0]["error"]
+    assert all(isinstance(r["hypothesis"], str) for r in table if r not in broken)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["provenance"]["srrg"]["section"] == "findings"
+    assert set(metrics["metrics"]) >= {"green", "f1_srr_bert", "bleu", "rougeL"}
+    assert metrics["per_group"] is None  # a folder of X-rays has no group column
