@@ -8,19 +8,16 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from core.net import free_port
 from service.app import create_app
-from tests.harness import CLI, ROOT, JobsEnv, WorkerProcess, wait_until
+from tests.bench_jobs_support import cli_job, gateway_process, sse
+from tests.harness import JobsEnv, WorkerProcess
 from workers.benchmarks import medval_data
 
 pytestmark = [pytest.mark.slow]
@@ -39,18 +36,6 @@ def api(jobs_env: JobsEnv, llm_worker: WorkerProcess) -> Iterator[TestClient]:
     jobs_env.settings_kwargs["routes"] = {MEDVAL: llm_worker.url, GREEN: llm_worker.url}
     with TestClient(create_app(jobs_env.settings)) as client:
         yield client
-
-
-def sse(client: TestClient, job_id: str) -> list[tuple[str, dict]]:
-    events, event = [], None
-    with client.stream("GET", f"/v1/jobs/{job_id}/events", timeout=600) as answer:
-        assert answer.status_code == 200
-        for line in answer.iter_lines():
-            if line.startswith("event: "):
-                event = line[len("event: ") :]
-            elif line.startswith("data: ") and event:
-                events.append((event, json.loads(line[len("data: ") :])))
-    return events
 
 
 def artifact(client: TestClient, job_id: str, path: str) -> bytes:
@@ -139,43 +124,8 @@ def test_benchmark_medval_resumes_after_sigkill(
 
 @pytest.fixture
 def gateway(jobs_env: JobsEnv, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    with (tmp_path / "gateway.log").open("wb") as log:
-        proc = subprocess.Popen([*CLI, "gateway", "--port", str(port)], env=jobs_env.env(),
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-
-    def live() -> bool:
-        try:
-            return httpx.get(f"{url}/livez", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(live, 60, "the gateway to answer", every=0.2)
+    with gateway_process(jobs_env.env(), tmp_path / "gateway.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-
-
-def cli_job(jobs_env: JobsEnv, gateway: str, example: str, params: dict[str, Any], out: Path
-            ) -> dict[str, Any]:  # fmt: skip
-    """`medserve jobs submit EXAMPLE --params ... --watch`, then `artifacts --download`."""
-    env = {**jobs_env.env(), "MEDSERVE_URL": gateway, "COLUMNS": "200"}
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*CLI, "jobs", *args], env=env, cwd=ROOT, capture_output=True,
-                              text=True, timeout=600)  # fmt: skip
-
-    submitted = run("submit", example, "--params", json.dumps(params), "--watch")
-    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-    job_id = submitted.stdout.split()[0]
-    assert f"{job_id}: succeeded" in submitted.stdout
-    fetched = run("artifacts", job_id, "--download", str(out))
-    assert fetched.returncode == 0, fetched.stdout + fetched.stderr
-    shown = json.loads(run("status", job_id, "--json").stdout)
-    return shown
 
 
 def test_benchmark_medval_through_the_cli(
@@ -183,7 +133,7 @@ def test_benchmark_medval_through_the_cli(
 ) -> None:
     jobs_env.settings_kwargs["routes"] = {MEDVAL: llm_worker.url}
     jobs_env.start_runner()
-    shown = cli_job(jobs_env, gateway, "examples/jobs/benchmark_medval.json",
+    shown = cli_job(jobs_env.env(), gateway, "examples/jobs/benchmark_medval.json",
                     {"tasks": ["report2impression", "bhc2spanish"], **MEDVAL_PARAMS},
                     tmp_path / "out")  # fmt: skip
     assert shown["state"] == "succeeded" and shown["summary"]["rows"] == 4
@@ -285,7 +235,7 @@ def test_benchmark_reports_from_xrays_through_the_cli(
     params = {"source": str(folder), "srrg": {"model_dir": str(metric_models["srrg"]),
               "num_beams": 1, "max_length": 16},
               "srrbert": {"model_dir": str(metric_models["srrbert"])}}  # fmt: skip
-    shown = cli_job(jobs_env, gateway, "examples/jobs/benchmark_reports.json", params,
+    shown = cli_job(jobs_env.env(), gateway, "examples/jobs/benchmark_reports.json", params,
                     tmp_path / "out")  # fmt: skip
     assert shown["summary"]["samples"] == 5 and shown["summary"]["scored"] == 4
     table = pq.read_table(tmp_path / "out" / "samples.parquet").to_pylist()

@@ -118,9 +118,17 @@ def read_parts(ctx: JobContext, name: str, done: Iterable[int]) -> list[dict[str
 
 
 def _cell(value: Any) -> Any:
-    if isinstance(value, dict) or (isinstance(value, list) and any(
-            isinstance(v, dict | list) for v in value)):  # fmt: skip
+    """Dicts and lists that are not one plain type become JSON text."""
+    if isinstance(value, dict):
         return json.dumps(value, sort_keys=True)
+    if isinstance(value, list):
+        kinds = {
+            bool if isinstance(v, bool) else float if isinstance(v, int | float) else type(v)
+            for v in value
+            if v is not None
+        }
+        if len(kinds) > 1 or kinds - {str, float, bool}:
+            return json.dumps(value, sort_keys=True)
     return value
 
 

@@ -25,6 +25,9 @@ JOB_TYPES: dict[str, str] = {
     "sleep": "workers.jobs.types.sleep:SleepJob",
     "synthetic-dataset": "workers.jobs.types.synthetic_dataset:SyntheticDatasetJob",
     "latent-dataset": "workers.jobs.types.latent_dataset:LatentDatasetJob",
+    "benchmark-medval": "workers.jobs.types.benchmark_medval:MedVALBenchJob",
+    "benchmark-reports": "workers.jobs.types.benchmark_reports:ReportsBenchJob",
+    "benchmark-smmile": "workers.jobs.types.benchmark_smmile:SmmileBenchJob",
 }
 
 
