@@ -7,6 +7,7 @@ ROUTER_MODULES = [
     "service.routes.roentgen",
     "service.routes.medvae",
     "service.routes.medval",
+    "service.routes.green",
     "service.routes.openai",
     "service.routes.jobs",
 ]
