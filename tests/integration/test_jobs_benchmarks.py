@@ -133,9 +133,13 @@ def test_benchmark_medval_through_the_cli(
 ) -> None:
     jobs_env.settings_kwargs["routes"] = {MEDVAL: llm_worker.url}
     jobs_env.start_runner()
-    shown = cli_job(jobs_env.env(), gateway, "examples/jobs/benchmark_medval.json",
-                    {"tasks": ["report2impression", "bhc2spanish"], **MEDVAL_PARAMS},
-                    tmp_path / "out")  # fmt: skip
+    shown = cli_job(
+        jobs_env.env(),
+        gateway,
+        "examples/jobs/benchmark_medval.json",
+        {"tasks": ["report2impression", "bhc2spanish"], **MEDVAL_PARAMS},
+        tmp_path / "out",
+    )
     assert shown["state"] == "succeeded" and shown["summary"]["rows"] == 4
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert set(metrics["per_task"]) == {"report2impression", "bhc2spanish"}
@@ -159,8 +163,11 @@ def metric_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from tests.benchmarks_support import build_bert, build_srrbert, build_srrg
 
     root = tmp_path_factory.mktemp("metric-models")
-    return {"srrbert": build_srrbert(root / "srrbert"), "bert": build_bert(root / "bert"),
-            "srrg": build_srrg(root / "srrg")}  # fmt: skip
+    return {
+        "srrbert": build_srrbert(root / "srrbert"),
+        "bert": build_bert(root / "bert"),
+        "srrg": build_srrg(root / "srrg"),
+    }
 
 
 def test_benchmark_reports_pairs_through_the_api(
@@ -177,11 +184,13 @@ def test_benchmark_reports_pairs_through_the_api(
     csv_path.write_text("\n".join(lines) + "\n")
     jobs_env.start_runner()
     params = {
-        "source": str(csv_path), "group_column": "view", "green": "required",
+        "source": str(csv_path),
+        "group_column": "view",
+        "green": "required",
         "srrbert": {"model_dir": str(metric_models["srrbert"])},
         "bertscore": {"model_dir": str(metric_models["bert"]), "num_layers": 2},
         "concurrency": 3,
-    }  # fmt: skip
+    }
     job = api.post("/v1/jobs", json={"type": "benchmark-reports", "params": params})
     assert job.status_code == 202, job.text
     job_id = job.json()["id"]
@@ -218,9 +227,12 @@ def _tiny_reply() -> str:
 
 
 def test_benchmark_reports_from_xrays_through_the_cli(
-    jobs_env: JobsEnv, llm_worker: WorkerProcess, gateway: str, metric_models: dict[str, Path],
+    jobs_env: JobsEnv,
+    llm_worker: WorkerProcess,
+    gateway: str,
+    metric_models: dict[str, Path],
     tmp_path: Path,
-) -> None:  # fmt: skip
+) -> None:
     from tests.benchmarks_support import xray_png
 
     folder = tmp_path / "xrays"
@@ -232,11 +244,14 @@ def test_benchmark_reports_from_xrays_through_the_cli(
     (folder / "broken.txt").write_text("No effusion.")
     jobs_env.settings_kwargs["routes"] = {GREEN: llm_worker.url}
     jobs_env.start_runner()
-    params = {"source": str(folder), "srrg": {"model_dir": str(metric_models["srrg"]),
-              "num_beams": 1, "max_length": 16},
-              "srrbert": {"model_dir": str(metric_models["srrbert"])}}  # fmt: skip
-    shown = cli_job(jobs_env.env(), gateway, "examples/jobs/benchmark_reports.json", params,
-                    tmp_path / "out")  # fmt: skip
+    params = {
+        "source": str(folder),
+        "srrg": {"model_dir": str(metric_models["srrg"]), "num_beams": 1, "max_length": 16},
+        "srrbert": {"model_dir": str(metric_models["srrbert"])},
+    }
+    shown = cli_job(
+        jobs_env.env(), gateway, "examples/jobs/benchmark_reports.json", params, tmp_path / "out"
+    )
     assert shown["summary"]["samples"] == 5 and shown["summary"]["scored"] == 4
     table = pq.read_table(tmp_path / "out" / "samples.parquet").to_pylist()
     broken = [r for r in table if r["image"].endswith("broken.png")]
@@ -246,3 +261,52 @@ def test_benchmark_reports_from_xrays_through_the_cli(
     assert metrics["provenance"]["srrg"]["section"] == "findings"
     assert set(metrics["metrics"]) >= {"green", "f1_srr_bert", "bleu", "rougeL"}
     assert metrics["per_group"] is None  # a folder of X-rays has no group column
+
+
+SRRG_MODELS = ["srrg-findings", "srr-bert-leaves-with-statuses"]
+
+
+@pytest.fixture(scope="module")
+def srrg_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WorkerProcess, Path]]:
+    from workers.runtime.families import FAMILIES
+
+    if "srrg" not in FAMILIES:
+        pytest.skip("the SRRG family (its workers' OIP contract) is not on this branch")
+    models = tmp_path_factory.mktemp("srrg-models")
+    with WorkerProcess([*SRRG_MODELS, GREEN], models) as worker:
+        yield worker, models
+
+
+def test_benchmark_reports_with_srrg_and_srr_bert_on_workers(
+    api: TestClient, jobs_env: JobsEnv, srrg_worker: tuple[WorkerProcess, Path], tmp_path: Path
+) -> None:
+    from tests.benchmarks_support import xray_png
+    from workers.srrg.f1 import f1_srr_bert
+    from workers.srrg.labels import load_labeller
+
+    folder = tmp_path / "xrays"
+    folder.mkdir()
+    for i, (reference, _, _) in enumerate(REPORTS[:4]):
+        (folder / f"study{i}.png").write_bytes(xray_png(i))
+        (folder / f"study{i}.txt").write_text(reference)
+    worker, model_dir = srrg_worker
+    jobs_env.settings_kwargs["routes"] = {m: worker.url for m in [*SRRG_MODELS, GREEN]}
+    jobs_env.start_runner()
+    params = {
+        "source": str(folder),
+        "green": "required",
+        "srrg": {"worker": "srrg-findings", "num_beams": 1, "max_length": 16},
+        "srrbert": {"worker": "srr-bert-leaves-with-statuses"},
+    }
+    job_id = api.post("/v1/jobs", json={"type": "benchmark-reports", "params": params}).json()["id"]
+    assert sse(api, job_id)[-1][1]["state"] == "succeeded", api.get(f"/v1/jobs/{job_id}").json()
+    metrics = json.loads(artifact(api, job_id, "metrics.json"))
+    assert metrics["n_scored"] == 4
+    assert metrics["provenance"]["srrg"]["worker"] == "srrg-findings"
+    assert metrics["provenance"]["srrbert"]["weights_digest"].startswith("sha256:")
+    table = pq.read_table(io.BytesIO(artifact(api, job_id, "samples.parquet"))).to_pylist()
+    refs, hyps = [r["reference"] for r in table], [r["hypothesis"] for r in table]
+    # the worker's labels give the F1 the library gives with the same weights in process
+    labeller = load_labeller(model_dir / SRRG_MODELS[1], "leaves_with_statuses")
+    direct = f1_srr_bert(refs, hyps, labeller, labeller.names)
+    assert metrics["metrics"]["f1_srr_bert"]["aggregate"] == pytest.approx(direct.f1, abs=1e-12)

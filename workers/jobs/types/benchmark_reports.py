@@ -7,10 +7,11 @@ batch priority; `green: auto` uses it when a worker serves it), F1-SRR-BERT (Rad
 `srrbert`, `workers.srrg.f1`, labelled with an SRR-BERT model), BLEU and ROUGE (RadEval's BLEU,
 sacrebleu, rouge-score) and BERTScore when an encoder folder is given.
 
-SRRG generation and SRR-BERT labelling run in the job runner, on models loaded from a folder or
-the runner's model store (the SRRG worker's OIP contract is not settled; the job takes the
-library functions as callables). Each shard stores its hypotheses, GREEN answers and the labels
-of its sentences, so `finalize` computes every corpus metric without a model call.
+SRRG generation and SRR-BERT labelling run on a platform worker (`worker`: the SRRG family's
+OIP contract: `IMAGE` -> `text`; `text` with `split=false` -> `labels`) or in the job runner on
+a model it loads from a folder or its model store; both are callables to the job. Each shard
+stores its hypotheses, GREEN answers and the labels of its sentences, so `finalize` computes
+every corpus metric without a model call.
 Artifacts: `metrics.json`, `report.md`, `metrics.png`, `samples.parquet`.
 """
 
@@ -31,28 +32,30 @@ LABEL_SET = Literal["leaves", "upper", "leaves_with_statuses", "upper_with_statu
 SETUP = ".shards/setup.json"
 
 
-class LocalModel(JobParams):
-    """A model the runner loads itself: a folder, or a model of the runner's store."""
+class ModelSpec(JobParams):
+    """Which model: one served by a platform worker (called at batch priority, SRRG's OIP
+    contract), or one the runner loads itself (a folder, or a model of the runner's store)."""
 
+    worker: str | None = Field(None, min_length=1, description="A model a worker serves.")
     model_dir: str | None = Field(None, min_length=1, description="Folder in the HF layout.")
     model: str | None = Field(None, min_length=1, description="A model of the runner's store.")
-    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$")
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="In the runner.")
 
     @model_validator(mode="after")
-    def _one_source(self) -> LocalModel:
-        if (self.model_dir is None) == (self.model is None):
-            raise ValueError("give exactly one of model_dir and model")
+    def _one_source(self) -> ModelSpec:
+        if sum(v is not None for v in (self.worker, self.model_dir, self.model)) != 1:
+            raise ValueError("give exactly one of worker, model_dir and model")
         return self
 
 
-class SRRGSpec(LocalModel):
+class SRRGSpec(ModelSpec):
     section: Literal["findings", "impression"] = "findings"
     num_beams: int = Field(2, ge=1, le=8)
     max_length: int = Field(128, ge=2, le=512)
     batch_size: int = Field(4, ge=1, le=64)
 
 
-class SRRBertSpec(LocalModel):
+class SRRBertSpec(ModelSpec):
     label_set: LABEL_SET = Field("leaves_with_statuses", description="RadEval's srrbert set.")
     tokenizer_dir: str | None = Field(None, description="Default: the model folder's vocab.")
     batch_size: int = Field(4, ge=1, le=256, description="RadEval's is 4.")

@@ -121,11 +121,61 @@ def report_model(ctx: JobContext, spec: dict[str, Any]) -> tuple[Any, dict[str, 
     return model, {**info, "section": spec["section"]}
 
 
+class WorkerLabeller:
+    """SRR-BERT on a worker as a labeller callable: sentences in (`split=false`), the worker's
+    0/1 `labels` [S, K] out, in chunks of `CHUNK` sentences per request."""
+
+    CHUNK = 512
+
+    def __init__(self, models: Any, model: str, label_set: str) -> None:
+        from workers.srrg.label_maps import label_names
+
+        self.models, self.model, self.label_set = models, model, label_set
+        self.names = label_names(label_set)
+        self.provenance: dict[str, Any] = {"worker": model, "label_set": label_set}
+
+    def __call__(self, sentences: list[str]) -> np.ndarray:
+        out = np.zeros((len(sentences), len(self.names)), dtype=int)
+        for start in range(0, len(sentences), self.CHUNK):
+            chunk = sentences[start : start + self.CHUNK]
+            texts = np.array([s.encode() for s in chunk], dtype=object)
+            answer = self.models.infer(self.model, {"text": texts}, {"split": False})
+            served = answer.parameters.get("label_set")
+            if served is not None and served != self.label_set:
+                raise InvalidInput(
+                    f"worker model {self.model!r} labels with the {served} set, not "
+                    f"{self.label_set}; set srrbert.label_set to {served!r}"
+                )
+            out[start : start + len(chunk)] = np.asarray(answer.outputs["labels"]).reshape(
+                len(chunk), len(self.names)
+            )
+            self.provenance |= {k: answer.parameters.get(k) for k in ("weights", "weights_digest")}
+        return out
+
+
+class WorkerReports:
+    """An SRRG report model on a worker: one X-ray per request, the decoded `text` back."""
+
+    def __init__(self, models: Any, model: str, spec: dict[str, Any]) -> None:
+        self.models, self.model = models, model
+        self.parameters = {"num_beams": spec["num_beams"], "max_length": spec["max_length"]}
+        self.provenance: dict[str, Any] = {"worker": model, "section": spec["section"]}
+
+    def one(self, data: bytes) -> str:
+        image = np.array([data], dtype=object)
+        answer = self.models.infer(self.model, {"IMAGE": image}, self.parameters)
+        self.provenance |= {k: answer.parameters.get(k) for k in ("weights", "weights_digest")}
+        return bytes(answer.outputs["text"].reshape(-1)[0]).decode("utf-8", "replace")
+
+
 def labeller(ctx: JobContext, spec: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     from pathlib import Path
 
     from workers.srrg.labels import load_labeller
 
+    if spec.get("worker"):
+        worker = WorkerLabeller(ctx.models, spec["worker"], spec["label_set"])
+        return worker, worker.provenance
     folder, info = _folder(ctx, spec)
     tok = Path(spec["tokenizer_dir"]) if spec.get("tokenizer_dir") else None
     key = ("srrbert", folder, spec["label_set"], spec["device"], spec["batch_size"], str(tok))
@@ -142,13 +192,46 @@ def labeller(ctx: JobContext, spec: dict[str, Any]) -> tuple[Any, dict[str, Any]
     return model, {**info, "label_set": spec["label_set"]}
 
 
-def _generate(ctx: JobContext, records: list[dict[str, Any]]) -> dict[str, Any]:
+def _read(path: str) -> bytes:
     import fsspec
 
+    with fsspec.open(path, "rb") as handle:
+        data: bytes = handle.read()
+    return data
+
+
+def _refused(record: dict[str, Any], exc: Exception) -> None:
+    if isinstance(exc, Overloaded | Unavailable):
+        raise exc
+    message = exc.message if isinstance(exc, MedserveError) else "unreadable file"
+    record["error"] = f"image not used: {message}"
+
+
+def _generate_on_worker(ctx: JobContext, records: list[dict[str, Any]]) -> dict[str, Any]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    spec = ctx.params["srrg"]
+    reports = WorkerReports(ctx.models, spec["worker"], spec)
+
+    def one(record: dict[str, Any]) -> None:
+        try:
+            record["hypothesis"] = reports.one(_read(record["image"]))
+        except (OSError, ValueError, MedserveError) as exc:  # this image is refused: go on
+            _refused(record, exc)
+
+    with ThreadPoolExecutor(max_workers=int(ctx.params["concurrency"])) as pool:
+        list(pool.map(one, records))
+    ctx.check()
+    return reports.provenance
+
+
+def _generate(ctx: JobContext, records: list[dict[str, Any]]) -> dict[str, Any]:
     from workers.srrg.model import Generation
     from workers.srrg.xray import decode_xray
 
     spec = ctx.params["srrg"]
+    if spec.get("worker"):
+        return _generate_on_worker(ctx, records)
     model, info = report_model(ctx, spec)
     settings = Generation(num_beams=spec["num_beams"], max_length=spec["max_length"])
     for start in range(0, len(records), spec["batch_size"]):
@@ -156,12 +239,10 @@ def _generate(ctx: JobContext, records: list[dict[str, Any]]) -> dict[str, Any]:
         batch, images = [], []
         for record in records[start : start + spec["batch_size"]]:
             try:
-                with fsspec.open(record["image"], "rb") as handle:
-                    images.append(decode_xray(handle.read()))
+                images.append(decode_xray(_read(record["image"])))
                 batch.append(record)
             except (OSError, ValueError, MedserveError) as exc:
-                message = exc.message if isinstance(exc, MedserveError) else "unreadable file"
-                record["error"] = f"image not used: {message}"
+                _refused(record, exc)
         for record, text in zip(batch, model.generate(images, settings), strict=True):
             record["hypothesis"] = text
     return info

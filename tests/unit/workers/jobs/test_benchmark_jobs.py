@@ -50,7 +50,7 @@ def test_reports_params() -> None:
     assert normal["srrbert"] is None and normal["lexical"] is True
     spec = kind.validate({"source": "x", "srrbert": {"model": "srr-bert"}})["srrbert"]
     assert spec["label_set"] == "leaves_with_statuses" and spec["batch_size"] == 4
-    refused("benchmark-reports", {"source": "x", "srrbert": {}}, "exactly one of model_dir")
+    refused("benchmark-reports", {"source": "x", "srrbert": {}}, "exactly one of worker, model_dir")
     refused(
         "benchmark-reports",
         {"source": "x", "srrg": {"model_dir": "a", "model": "b"}},
