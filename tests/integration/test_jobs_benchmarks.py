@@ -310,3 +310,25 @@ def test_benchmark_reports_with_srrg_and_srr_bert_on_workers(
     labeller = load_labeller(model_dir / SRRG_MODELS[1], "leaves_with_statuses")
     direct = f1_srr_bert(refs, hyps, labeller, labeller.names)
     assert metrics["metrics"]["f1_srr_bert"]["aggregate"] == pytest.approx(direct.f1, abs=1e-12)
+
+
+def test_a_cancelled_benchmark_keeps_its_finished_shards_in_the_metrics(
+    jobs_env: JobsEnv, llm_worker: WorkerProcess, tmp_path: Path
+) -> None:
+    source = medval_copy(tmp_path / "medval", n_per_task=4)  # 24 rows, 5 shards
+    jobs_env.settings_kwargs["routes"] = {MEDVAL: llm_worker.url}
+    jobs_env.start_runner()
+    job = jobs_env.submit(
+        "benchmark-medval", {"source": str(source), **MEDVAL_PARAMS, "concurrency": 1}
+    )
+    jobs_env.wait(job.id, lambda j: j.shards_done >= 1, 300, "a finished shard")
+    jobs_env.control.cancel("t1", job.id)
+    stopped = jobs_env.wait(job.id, lambda j: j.terminal, 60, "the job to stop")
+    assert stopped.state == "cancelled"
+    out = Path(stopped.artifact_uri)
+    metrics = json.loads((out / "metrics.json").read_text())
+    table = pq.read_table(out / "samples.parquet").to_pylist()
+    assert len(table) == 24 and metrics["rows"] == 24
+    kept = 5 * stopped.shards_done
+    assert sum(r["error"] != "not graded (job stopped early)" for r in table) == kept
+    assert metrics["graded"] + metrics["failed"] == 24 and metrics["graded"] <= kept

@@ -49,7 +49,9 @@ def _condition(ctx: JobContext, items: list[dict], records: dict[int, dict]) -> 
 
 def _table(results: dict[str, dict], key: str, title: str) -> list[str]:
     conditions = list(results)
-    values = sorted({v for r in results.values() for v in r["stratification"][f"{key}_accuracy"]})
+    values = sorted(
+        {v for r in results.values() for v in r["stratification"].get(f"{key}_accuracy", {})}
+    )
     lines = [
         "",
         f"## {title}",
@@ -60,7 +62,7 @@ def _table(results: dict[str, dict], key: str, title: str) -> list[str]:
     for value in values:
         cells = []
         for c in conditions:
-            acc = results[c]["stratification"][f"{key}_accuracy"].get(value)
+            acc = results[c]["stratification"].get(f"{key}_accuracy", {}).get(value)
             cells.append("-" if acc is None else f"{acc:.1f}")
         lines.append(f"| {value} | " + " | ".join(cells) + " |")
     return lines
@@ -119,10 +121,11 @@ def write_outputs(ctx: JobContext, plan: list[dict], records: dict[int, dict]) -
     ctx.artifacts.write_text("report.md", _report(doc))
     series = {"all": {c: r["accuracy"] for c, r in results.items()}}
     for value in sorted(
-        {v for r in results.values() for v in r["stratification"]["speciality_accuracy"]}
+        {v for r in results.values() for v in r["stratification"].get("speciality_accuracy", {})}
     ):
         series[value] = {
-            c: r["stratification"]["speciality_accuracy"].get(value) for c, r in results.items()
+            c: r["stratification"].get("speciality_accuracy", {}).get(value)
+            for c, r in results.items()
         }
     ctx.artifacts.write_bytes("accuracy.png", bar_chart(series, "SMMILE accuracy", "%", 100.0))
     rows = [
