@@ -9,6 +9,7 @@ ROUTER_MODULES = [
     "service.routes.medval",
     "service.routes.srrg",
     "service.routes.merlin",
+    "service.routes.green",
     "service.routes.openai",
     "service.routes.jobs",
 ]
