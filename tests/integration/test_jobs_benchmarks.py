@@ -268,10 +268,6 @@ SRRG_MODELS = ["srrg-findings", "srr-bert-leaves-with-statuses"]
 
 @pytest.fixture(scope="module")
 def srrg_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WorkerProcess, Path]]:
-    from workers.runtime.families import FAMILIES
-
-    if "srrg" not in FAMILIES:
-        pytest.skip("the SRRG family (its workers' OIP contract) is not on this branch")
     models = tmp_path_factory.mktemp("srrg-models")
     with WorkerProcess([*SRRG_MODELS, GREEN], models) as worker:
         yield worker, models
