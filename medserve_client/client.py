@@ -21,7 +21,9 @@ from typing import Any
 import httpx
 
 from medserve_client.api import Api
+from medserve_client.api_reports import ReportsApi
 from medserve_client.errors import InvalidRequest, MedserveClientError, NotFound
+from medserve_client.job_types import JobTypesApi
 from medserve_client.jobs import JobsApi
 from medserve_client.resources import Artifact, Job, JobEvent, Readiness
 from medserve_client.transport import (
@@ -85,7 +87,7 @@ def _target(folder: Path, artifact: Artifact) -> Path:
     return target
 
 
-class Client(Api, JobsApi, SyncTransport):
+class Client(Api, ReportsApi, JobsApi, JobTypesApi, SyncTransport):
     """Blocking client. `base_url` and `api_key` default to MEDSERVE_URL / MEDSERVE_API_KEY."""
 
     def __init__(
@@ -199,7 +201,7 @@ class Client(Api, JobsApi, SyncTransport):
         return written
 
 
-class AsyncClient(Api, JobsApi, AsyncTransport):
+class AsyncClient(Api, ReportsApi, JobsApi, JobTypesApi, AsyncTransport):
     """The asyncio client: the same methods, awaited (`async for` for `job_events`)."""
 
     def __init__(

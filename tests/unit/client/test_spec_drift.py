@@ -121,19 +121,19 @@ def test_every_job_type_has_a_submit_method_with_its_parameters(cls) -> None:
 
 def test_a_new_route_or_field_in_the_spec_fails_the_check(spec) -> None:
     planted = copy.deepcopy(spec)
-    planted["paths"]["/v1/merlin/analyze"] = {"post": {"responses": {}}}
+    planted["paths"]["/v1/chexagent/report"] = {"post": {"responses": {}}}
     schema = _resolve(planted, planted["paths"]["/v1/roentgen/generate"]["post"]["requestBody"]
                       ["content"]["application/json"]["schema"])  # fmt: skip
     schema["properties"]["view"] = {"type": "string"}
     found = drift(planted, Client)
-    assert any("POST /v1/merlin/analyze" in p for p in found), found
+    assert any("POST /v1/chexagent/report" in p for p in found), found
     assert any("roentgen_generate" in p and "'view'" in p for p in found), found
 
 
 def test_a_new_job_type_or_parameter_fails_the_check(monkeypatch) -> None:
-    monkeypatch.setitem(JOB_TYPES, "srrg-reports", JOB_TYPES["sleep"])
+    monkeypatch.setitem(JOB_TYPES, "chexagent-reports", JOB_TYPES["sleep"])
     found = job_drift(Client)
-    assert any("'srrg-reports'" in p for p in found), found
+    assert any("'chexagent-reports'" in p for p in found), found
     sleep = job_type("sleep").Params
     monkeypatch.setitem(sleep.model_fields, "jitter_ms", copy.copy(sleep.model_fields["items"]))
     assert any("submit_sleep lacks ['jitter_ms']" in p for p in job_drift(Client))
