@@ -10,11 +10,13 @@ terminal (the output limit below).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,17 +97,29 @@ def test_the_extractor_reads_fences_marks_and_languages(tmp_path: Path) -> None:
     ]  # fmt: skip
 
 
+def _tiny_models(env: dict[str, str]) -> list[str]:
+    """Build every model that has a tiny build into the home; their names."""
+    subprocess.run([*CLI, "models", "tiny", "--all"], cwd=ROOT, env=env, capture_output=True,
+                   timeout=900, check=True)  # fmt: skip
+    listing = subprocess.run([*CLI, "models", "list", "--json"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=120, check=True)  # fmt: skip
+    return [m["name"] for m in json.loads(listing.stdout) if m["weights"]]
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """`medserve serve` on a free port with a fresh home; the environment snippets run in."""
+    """`medserve serve` with every model the docs show (tiny weights), on a free port with a
+    fresh home; the environment snippets run in."""
     home = tmp_path_factory.mktemp("docs-home")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = home / "serve.log"
     base = clean_env(MEDSERVE_HOME=str(home), PYTHONPATH=str(ROOT))
+    models = ",".join(_tiny_models(base))
+    argv = [*CLI, "serve", "--port", str(port), "--models", models]
     with log_path.open("wb") as log:
-        serve = subprocess.Popen([*CLI, "serve", "--port", str(port)], cwd=ROOT, env=base,
-                                 stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        serve = subprocess.Popen(argv, cwd=ROOT, env=base, stdout=log,
+                                 stderr=subprocess.STDOUT)  # fmt: skip
     try:
         wait_for(url + "/readyz", 240, lambda r: r.status_code == 200,
                  lambda: log_path.read_text()[-4000:])  # fmt: skip
@@ -133,6 +147,22 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[Path, Path]:
     return out
 
 
+def _end_group(pid: int) -> None:
+    """SIGTERM, then SIGKILL, to the snippet's process group."""
+    for sig, wait_s in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
 def shell_script(code: str) -> str:
     """The snippet with the variables of the document's earlier snippets, saving its own."""
     return (
@@ -154,12 +184,17 @@ def test_snippet_runs_as_written(snippet: Snippet, served: dict[str, str], folde
     else:
         argv = [sys.executable, "-c", snippet.code]
     env = {**served, "CURL_HOME": str(folder)}
+    run = subprocess.Popen(argv, cwd=folder, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
     try:
-        run = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True,
-                             timeout=SNIPPET_TIMEOUT_S)  # fmt: skip
+        stdout, stderr = run.communicate(timeout=SNIPPET_TIMEOUT_S)
     except subprocess.TimeoutExpired:
+        _end_group(run.pid)
+        run.communicate()
         pytest.fail(f"{snippet.name} did not finish in {SNIPPET_TIMEOUT_S} s:\n{snippet.code}")
-    shown = f"{snippet.name}\n{snippet.code}\n--- stdout\n{run.stdout[-3000:]}\n--- stderr\n"
-    assert run.returncode == 0, shown + run.stderr[-3000:]
-    assert len(run.stdout) + len(run.stderr) <= MAX_OUTPUT, f"prints too much: {shown}"
+    finally:
+        _end_group(run.pid)  # what the snippet left running in the background, too
+    shown = f"{snippet.name}\n{snippet.code}\n--- stdout\n{stdout[-3000:]}\n--- stderr\n"
+    assert run.returncode == 0, shown + stderr[-3000:]
+    assert len(stdout) + len(stderr) <= MAX_OUTPUT, f"prints too much: {shown}"
     httpx.get(served["MEDSERVE_URL"] + "/livez", timeout=5).raise_for_status()  # still up
