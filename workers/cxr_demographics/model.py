@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,9 @@ def load_model(folder: Path, options: Options, pulled: bool, device: str) -> nn.
     if not path.is_file():
         read_checkpoint(path, trusted=False)  # raises the missing-file message
     try:
-        scripted = torch.jit.load(str(path), map_location=device)
+        with warnings.catch_warnings():  # TorchScript is deprecated; it is the released format
+            warnings.simplefilter("ignore", FutureWarning)
+            scripted = torch.jit.load(str(path), map_location=device)
     except RuntimeError as exc:
         raise WeightsUnavailable(f"{path.name} is not a TorchScript file ({exc})") from None
     model = _without_init(

@@ -10,6 +10,7 @@ builds are ResNet-34 and SENet-154, with random weights (for benchmarks).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -36,9 +37,10 @@ def write_resnet(net: torch.nn.Module, kind: str, path: Path) -> None:
 def write_age(net: torch.nn.Module, path: Path, side: int = NATIVE_SIZE) -> None:
     """Save the age regressor as TorchScript (traced at the models' native resolution)."""
     net = net.eval()
-    with torch.inference_mode(False), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad():  # deprecated, but the released format
+        warnings.simplefilter("ignore", FutureWarning)
         traced = torch.jit.trace(net, torch.zeros(2, 3, side, side), check_trace=False)
-    torch.jit.save(traced, str(path))
+        torch.jit.save(traced, str(path))
 
 
 def plant(last: torch.nn.Module, bias: list[float] | None) -> None:

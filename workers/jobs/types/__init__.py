@@ -32,6 +32,7 @@ JOB_TYPES: dict[str, str] = {
     "train-classifier": "workers.jobs.types.train_classifier:TrainClassifierJob",
     "train-latent-classifier": "workers.jobs.types.train_latent_classifier:TrainLatentJob",
     "srrg-reports": "workers.jobs.types.srrg_reports:SRRGReportsJob",
+    "synthetic-qc": "workers.jobs.types.synthetic_qc:SyntheticQCJob",
 }
 
 
