@@ -39,7 +39,7 @@ def wilson(k: int, n: int, level: float = 0.95) -> list[float]:
     denominator = 1 + z**2 / n
     centre = (p + z**2 / (2 * n)) / denominator
     spread = z / denominator * math.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
-    return [max(0.0, centre - spread), min(1.0, centre + spread)]
+    return [0.0 if k == 0 else centre - spread, 1.0 if k == n else centre + spread]
 
 
 def set_f1(asked: list[str], seen: list[str]) -> float:

@@ -36,6 +36,7 @@ from workers.runtime.client import SyncOIPClient
 MODELS = ["roentgen-v2", *QC_MODELS]
 FIRST_RUN: list[dict[str, Any]] = []  # the API test's rows, when it ran in this session
 DECODING = {"num_beams": 1, "max_length": 24}
+QC_TINY = {**DECODING, "allow_random_weights": True}  # the tiny models are random builds
 CAMPAIGN: dict[str, Any] = {
     "findings": ["Small right pleural effusion."],
     "sexes": ["female", "male"],
@@ -47,7 +48,7 @@ CAMPAIGN: dict[str, Any] = {
     "height": 64,
     "width": 64,
     "concurrency": 4,
-    "qc": {"max_attempts": 2, "keep_rejected": True, "min_group_size": 4, **DECODING},
+    "qc": {"max_attempts": 2, "keep_rejected": True, "min_group_size": 4, **QC_TINY},
 }
 
 
@@ -226,7 +227,7 @@ def test_synthetic_qc_checks_an_imagefolder(env: JobsEnv, tmp_path: Path) -> Non
     source = tmp_path / "released"
     written = write_released_layout(source)
     env.start_runner()
-    qc = {**DECODING, "min_group_size": 2}
+    qc = {**QC_TINY, "min_group_size": 2}
     params = {"source": str(source / "prompts.csv"), "concurrency": 3, "qc": qc}
     job = env.submit("synthetic-qc", params)
     done = env.wait(job.id, lambda j: j.terminal, 300, "the QC job")
@@ -248,3 +249,11 @@ def test_synthetic_qc_checks_an_imagefolder(env: JobsEnv, tmp_path: Path) -> Non
     assert [r["file_name"] for r in rows_of(out / "rejected.jsonl")] == [
         r["file_name"] for r in rows if not r["qc_passed"]
     ]
+
+    # By default a model serving random weights is no check: it is skipped and named.
+    job = env.submit("synthetic-qc", {**params, "qc": {**DECODING, "checks": ["sex", "age"]}})
+    done = env.wait(job.id, lambda j: j.terminal, 300, "the QC job without random checks")
+    assert done.state == "succeeded", done.error
+    assert done.summary["checks_run"] == [] and done.summary["passed"] == 6
+    assert set(done.summary["skipped_checks"]) == {"sex", "age"}
+    assert "random weights" in done.summary["skipped_checks"]["sex"]

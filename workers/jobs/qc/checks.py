@@ -18,7 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import MedserveError, ModelNotFound, Overloaded, Unavailable, UpstreamError
+from core.errors import (
+    MedserveError,
+    ModelNotFound,
+    Overloaded,
+    Unavailable,
+    UpstreamError,
+    WeightsUnavailable,
+)
 from workers.cxr_demographics.contract import CLASSES
 from workers.srrg.label_maps import label_names
 
@@ -72,23 +79,29 @@ class Checker:
         self.provenance: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         for check in qc["checks"]:
-            missing = [qc[k] for k in CHECK_MODELS[check] if not self._served(qc[k])]
-            if not missing:
+            problems = [self._problem(qc[key]) for key in CHECK_MODELS[check]]
+            problem = next((p for p in problems if p), None)
+            if problem is None:
                 self.active.append(check)
             elif qc["skip_unavailable"]:
-                self.skipped[check] = f"no worker serves {missing[0]!r}"
+                self.skipped[check] = problem
             else:
-                raise ModelNotFound(
-                    f"qc check {check!r} needs model {missing[0]!r}, which no worker serves; "
-                    "serve it, drop the check from qc.checks, or set qc.skip_unavailable"
+                raise WeightsUnavailable(
+                    f"qc check {check!r}: {problem}; serve the released weights, drop the "
+                    "check from qc.checks, or set qc.skip_unavailable"
                 )
 
-    def _served(self, model: str) -> bool:
+    def _problem(self, model: str) -> str | None:
+        """Why `model` cannot check images here (None: it can)."""
         try:
             self.models.url_for(model)
         except ModelNotFound:
-            return False
-        return True
+            return f"no worker serves {model!r}"
+        if not self.qc["allow_random_weights"]:
+            weights = str(self.models.metadata(model).get("parameters", {}).get("weights"))
+            if weights.startswith("random"):
+                return f"{model!r} serves random weights ({weights}), not a real check"
+        return None
 
     def _infer(self, check: str, model: str, inputs: dict[str, np.ndarray],
                parameters: dict[str, Any], outputs: list[str]) -> Any:  # fmt: skip

@@ -28,6 +28,11 @@ class QCChecks(JobParams):
         description="A check whose model no worker serves is skipped (and named in the report) "
         "instead of failing the job.",
     )
+    allow_random_weights: bool = Field(
+        False,
+        description="Run checks on models serving random weights (tiny or full-size random "
+        "builds, as an offline install serves): for tests and demos only; false skips them.",
+    )
     report_model: str = Field(
         "srrg-impression",
         description="SRRG model writing the image's report (the prompt's text is an impression, "

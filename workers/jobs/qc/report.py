@@ -28,7 +28,9 @@ def wilson(passed: int, n: int, level: float) -> list[float] | None:
     p = passed / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+    low = 0.0 if passed == 0 else max(0.0, centre - half)
+    high = 1.0 if passed == n else min(1.0, centre + half)
+    return [low, high]
 
 
 def bootstrap_mean(values: list[float], level: float, resamples: int) -> list[float] | None:
