@@ -120,7 +120,16 @@ def check_campaign(out: Path, summary: dict[str, Any]) -> list[dict[str, Any]]:
     return images
 
 
+def served(worker: WorkerProcess, model: str) -> int:
+    """Images `model` has answered so far (the worker's own statistics)."""
+    import httpx
+
+    stats = httpx.get(f"{worker.url}/v2/models/{model}/stats", timeout=10).json()
+    return int(stats["model_stats"][0]["inference_count"])
+
+
 def test_qc_campaign_through_the_api(env: JobsEnv, qc_worker: WorkerProcess) -> None:
+    before = {m: served(qc_worker, m) for m in QC_MODELS if m.startswith(("cxr", "srrg"))}
     env.start_runner()
     with TestClient(create_app(env.settings)) as api:
         answer = api.post("/v1/jobs", json={"type": "synthetic-dataset", "params": CAMPAIGN})
@@ -132,10 +141,12 @@ def test_qc_campaign_through_the_api(env: JobsEnv, qc_worker: WorkerProcess) -> 
         paths = {a["path"] for a in listing}
         assert {"qc.json", "qc.md", "qc_images.jsonl", "rejected.jsonl",
                 "plots/qc_pass_rate.png"} <= paths  # fmt: skip
-        served = api.get(f"/v1/jobs/{job_id}/artifacts/qc.json").json()
+        served_report = api.get(f"/v1/jobs/{job_id}/artifacts/qc.json").json()
     out = Path(done.artifact_uri)
-    assert served == json.loads((out / "qc.json").read_text())
+    assert served_report == json.loads((out / "qc.json").read_text())
     images = check_campaign(out, done.summary)
+    images_in = ["cxr-age", "cxr-race", "cxr-sex", "srrg-impression"]  # SRR-BERT counts sentences
+    assert {m: served(qc_worker, m) - before[m] for m in images_in} == dict.fromkeys(images_in, 14)
 
     accepted = rows_of(out / "metadata.jsonl")[0]
     data = np.array([(out / accepted["file_name"]).read_bytes()], dtype=np.object_)
