@@ -129,3 +129,25 @@ def test_stage_depths_are_read_from_the_keys() -> None:
     keys = {f"layer{s}.{b}.conv1.weight": 0 for s, n in zip(range(1, 5), (3, 4, 6, 3), strict=True)
             for b in range(n)}  # fmt: skip
     assert stage_depths({**keys, "fc.weight": 0}) == (3, 4, 6, 3)
+
+
+def test_models_import_puts_a_released_file_into_the_store(
+    cxr_store: ModelStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import cli.models
+
+    store = ModelStore(tmp_path / "store", cxr_store.manifests)
+    monkeypatch.setattr(cli.models, "_store", lambda: store)
+    age = build_tiny(cxr_store, "cxr-age", force=True)
+    released = age.path / options(cxr_store, "cxr-age").weights_file
+    answer = CliRunner().invoke(cli.models.app, ["import", "cxr-age", str(released)])
+    assert answer.exit_code == 0, answer.output
+    assert "cxr-age: imported" in answer.output
+    resolved = store.resolve("cxr-age")  # checks the lock, as a worker does before loading
+    assert resolved.weights == "pulled" and store.verify("cxr-age") == []
+    model = load_model(resolved.path, options(store, "cxr-age"), pulled=True, device="cpu")
+    assert predict(model, "age", batch(1), "cpu").tolist() == [55.0]
+    missing = CliRunner().invoke(cli.models.app, ["import", "cxr-age", str(tmp_path / "nope")])
+    assert missing.exit_code == 1 and "no such file" in missing.output
