@@ -32,6 +32,7 @@ from core.errors import (
     MedserveError,
     ModelNotFound,
     ModelNotReady,
+    Unreachable,
     from_status,
 )
 from core.settings import GatewaySettings
@@ -322,9 +323,10 @@ class ModelRouter:
         if not retry_elsewhere(error):
             return False
         replica.failures += 1
-        self.eject(route, replica, f"worker {error.code.replace('_', ' ')}")
         tried.append(replica)
         again = len(tried) < MAX_ATTEMPTS and pick(route.replicas, tried) is not None
+        if again or isinstance(error, Unreachable):  # the last one left stays until a probe
+            self.eject(route, replica, f"worker {error.code.replace('_', ' ')}")
         if again and self.metrics is not None:
             self.metrics.upstream_retries.labels(route.name).inc()
         return again
