@@ -6,7 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from core.errors import MedserveError
+from core.errors import MedserveError, WeightsUnavailable
 from core.settings import Settings
 from model_store.store import ModelStore
 from workers.runtime.families import load_manifests
@@ -73,6 +73,12 @@ def tiny(
     for name in targets:
         try:
             resolved = build_tiny(store, name, full_size=full_size, force=force)
+        except WeightsUnavailable as exc:
+            if all_ or not names:  # e.g. a remote-code model with no tiny build: skip it
+                console.print(f"[yellow]{name}: skipped: {exc.message}[/yellow]")
+                continue
+            console.print(f"[red]{name}: {exc.message}[/red]")
+            raise typer.Exit(1) from None
         except MedserveError as exc:
             console.print(f"[red]{name}: {exc.message}[/red]")
             raise typer.Exit(1) from None

@@ -50,20 +50,10 @@ def run_gateway(settings: Any, host: str, port: int) -> None:
     """Serve the gateway app with uvicorn until SIGINT/SIGTERM."""
     import uvicorn
 
+    from core.net import uvicorn_config
     from service.app import create_app
 
-    config = uvicorn.Config(
-        create_app(settings),
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=int(max(1, settings.drain_timeout_s)),
-        backlog=2048,
-        timeout_keep_alive=75,
-    )
+    config = uvicorn_config(create_app(settings), host, port, settings.drain_timeout_s)
     uvicorn.Server(config).run()
 
 

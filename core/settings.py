@@ -13,7 +13,10 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_MODELS = ["echo", "roentgen-v2", "medvae-4-1-2d", "medvae-8-1-3d", "medval-4b"]
+DEFAULT_MODELS = [
+    "echo", "roentgen-v2", "medvae-4-1-2d", "medvae-8-1-3d", "medval-4b",
+    "merlin", "merlin-five-year",
+]  # fmt: skip
 
 
 def _split_csv(value: Any) -> Any:

@@ -50,6 +50,14 @@ def coerce_form(schema: type[BaseModel], key: str, value: str) -> Any:
         return value  # the schema's validator names the field and the expected type
 
 
+def _is_list(schema: type[BaseModel], key: str) -> bool:
+    field = schema.model_fields.get(key)
+    if field is None:
+        return False
+    kinds = [field.annotation, *typing.get_args(field.annotation)]
+    return any(typing.get_origin(kind) is list or kind is list for kind in kinds)
+
+
 async def parse_body(
     request: Request, schema: type[Schema], b64_field: str
 ) -> tuple[Schema, bytes | None]:
@@ -64,6 +72,9 @@ async def parse_body(
                 if key != FILE_PART:
                     raise InvalidInput(f"send the file in a part named 'file', not '{key}'")
                 raw_file = await value.read()
+            elif _is_list(schema, key):  # repeated parts, or one JSON list, or one value
+                value = coerce_form(schema, key, str(value))
+                fields.setdefault(key, []).extend(value if isinstance(value, list) else [value])
             else:
                 fields[key] = coerce_form(schema, key, str(value))
         if raw_file is not None:

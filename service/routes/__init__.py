@@ -7,6 +7,9 @@ ROUTER_MODULES = [
     "service.routes.roentgen",
     "service.routes.medvae",
     "service.routes.medval",
+    "service.routes.srrg",
+    "service.routes.merlin",
+    "service.routes.green",
     "service.routes.openai",
     "service.routes.jobs",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -79,7 +80,10 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Path]
         "corpus": REFS + HYPS,
     }
     (root / "request.json").write_text(json.dumps(request))
-    env = {**os.environ, "NLTK_DATA": str(REF_VENV / "nltk_data"), "HF_HUB_OFFLINE": "1"}
+    # A private copy: nltk refuses hard-linked data files (pathsec), and a copied venv may hold
+    # hard links to another checkout's files.
+    shutil.copytree(REF_VENV / "nltk_data", root / "nltk_data")
+    env = {**os.environ, "NLTK_DATA": str(root / "nltk_data"), "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
         [str(python), str(SCRIPT), str(root / "request.json"), str(root / "out.json")],
         capture_output=True,

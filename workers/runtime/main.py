@@ -39,6 +39,7 @@ def run_worker(
     import uvicorn
 
     from core.logging import configure_logging
+    from core.net import uvicorn_config
     from workers.runtime.server import create_worker_app
 
     configure_logging(settings)
@@ -58,21 +59,8 @@ def run_worker(
             state.draining = True
             super().handle_exit(sig, frame)
 
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-        proxy_headers=False,  # workers sit behind the gateway; no proxy header rewriting
-        timeout_graceful_shutdown=int(max(1, settings.drain_timeout_s)),
-        backlog=2048,
-        # Longer than any client's idle keep-alive (gateway 4 s, OIPClient 30 s), so a pooled
-        # connection is never closed by the worker just as a client reuses it.
-        timeout_keep_alive=75,
-    )
+    # workers sit behind the gateway: no proxy header rewriting
+    config = uvicorn_config(app, host, port, settings.drain_timeout_s)
     log.info("worker starting", extra={"models": models, "host": host, "port": port})
     DrainingServer(config).run()
 

@@ -93,21 +93,18 @@ def per_sample(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, ...]
     return out[0], out[1], out[2]
 
 
-def f1_srr_bert(
-    refs: Sequence[str], hyps: Sequence[str], labeller: Labeller, label_names: Sequence[str]
-) -> F1Result:
-    """F1-SRR-BERT of `hyps` against `refs` (same length, one report each)."""
-    if len(refs) != len(hyps):
+def score_merged(y_true: np.ndarray, y_pred: np.ndarray, label_names: Sequence[str]) -> F1Result:
+    """F1-SRR-BERT from report labels already OR-merged ([N, K] 0/1 each): what a caller that
+    got `report_labels` from a labels worker (the gateway, a job) computes."""
+    y_true = np.asarray(y_true, dtype=int)
+    y_pred = np.asarray(y_pred, dtype=int)
+    if y_true.shape != y_pred.shape or y_true.ndim != 2 or y_true.shape[1] != len(label_names):
         raise InvalidInput(
-            f"got {len(refs)} references and {len(hyps)} hypotheses; send one of each per report"
+            f"reference labels {list(y_true.shape)} and hypothesis labels {list(y_pred.shape)} "
+            f"must both be [reports, {len(label_names)}]"
         )
-    if not refs:
+    if not len(y_true):
         raise InvalidInput("send at least one reference/hypothesis pair")
-    n_labels = len(label_names)
-    # ref0, hyp0, ref1, hyp1, ...: RadEval's sentence order, so batches (and padding) match
-    joined = [report for pair in zip(refs, hyps, strict=True) for report in pair]
-    merged, _ = merge_reports(joined, labeller, n_labels)
-    y_true, y_pred = merged[0::2], merged[1::2]
     scores = label_scores(y_true, y_pred)
     support = scores["support"]
     sample_p, sample_r, sample_f = per_sample(y_true, y_pred)
@@ -131,3 +128,19 @@ def f1_srr_bert(
         ref_labels=y_true,
         hyp_labels=y_pred,
     )
+
+
+def f1_srr_bert(
+    refs: Sequence[str], hyps: Sequence[str], labeller: Labeller, label_names: Sequence[str]
+) -> F1Result:
+    """F1-SRR-BERT of `hyps` against `refs` (same length, one report each)."""
+    if len(refs) != len(hyps):
+        raise InvalidInput(
+            f"got {len(refs)} references and {len(hyps)} hypotheses; send one of each per report"
+        )
+    if not refs:
+        raise InvalidInput("send at least one reference/hypothesis pair")
+    # ref0, hyp0, ref1, hyp1, ...: RadEval's sentence order, so batches (and padding) match
+    joined = [report for pair in zip(refs, hyps, strict=True) for report in pair]
+    merged, _ = merge_reports(joined, labeller, len(label_names))
+    return score_merged(merged[0::2], merged[1::2], label_names)

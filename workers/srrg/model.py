@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InvalidInput, WeightsUnavailable
+from workers.srrg.contract import MAX_BEAMS
+from workers.srrg.contract import MAX_LENGTH as MAX_LENGTH_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +31,6 @@ REPORT_MODELS: dict[str, str] = {
 }
 REQUIRED_FILES = ("config.json", "preprocessor_config.json", "vocab.txt")
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-MAX_BEAMS = 8
-MAX_LENGTH_LIMIT = 512
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,9 @@ def _to_uint8(array: np.ndarray, eight_bit: bool) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(pixels[:3], 0, -1))
 
 
-def decode_xray(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """One chest X-ray (PNG, JPEG or single-frame DICOM) as an RGB 8-bit PIL image."""
+def read_xray(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, str]:
+    """One chest X-ray (PNG, JPEG or single-frame DICOM) as an RGB 8-bit PIL image, and the
+    DICOM Modality tag ("" for PNG/JPEG), so a caller can refuse a CT slice."""
     if not data:
         raise InvalidInput("the image is empty; send a PNG, JPEG or single-frame DICOM file")
     kind = sniff(data)
@@ -58,4 +59,10 @@ def decode_xray(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.I
             f"the image is {width}x{height} pixels; send at least {MIN_SIDE} pixels on each side"
         )
     eight_bit = kind != "dicom" and decoded.info.get("mode") in EIGHT_BIT_MODES
-    return Image.fromarray(_to_uint8(decoded.array, eight_bit))
+    modality = str(decoded.info.get("modality", "")) if kind == "dicom" else ""
+    return Image.fromarray(_to_uint8(decoded.array, eight_bit)), modality
+
+
+def decode_xray(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """One chest X-ray (PNG, JPEG or single-frame DICOM) as an RGB 8-bit PIL image."""
+    return read_xray(data, max_pixels=max_pixels)[0]

@@ -48,3 +48,23 @@ def srrg_tiny(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
         return built[cache_key]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def srrg_adapter(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], object]:
+    """`srrg_adapter(name)`: the loaded adapter of a shipped manifest on its tiny weights."""
+    from model_store.store import ModelStore
+    from workers.runtime.families import load_manifests
+    from workers.runtime.registry import adapter_for, build_tiny
+
+    store = ModelStore(tmp_path_factory.mktemp("srrg-store"), load_manifests())
+    loaded: dict[str, object] = {}
+
+    def get(name: str) -> object:
+        if name not in loaded:
+            adapter = adapter_for(store.manifest(name))
+            adapter.load(build_tiny(store, name), "cpu")
+            loaded[name] = adapter
+        return loaded[name]
+
+    return get

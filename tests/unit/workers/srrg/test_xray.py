@@ -9,50 +9,9 @@ import pytest
 from PIL import Image
 
 from core.errors import InvalidInput, PayloadTooLarge
+from tests.srrg_support import dicom, gradient, png
 from workers.imaging.writers import to_nifti, to_npy
 from workers.srrg.xray import MIN_SIDE, decode_xray
-
-
-def png(array: np.ndarray, mode: str | None = None) -> bytes:
-    buffer = io.BytesIO()
-    (Image.fromarray(array, mode) if mode else Image.fromarray(array)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def gradient(h: int = 80, w: int = 96) -> np.ndarray:
-    return (np.add.outer(np.arange(h), np.arange(w)) % 256).astype(np.uint8)
-
-
-def dicom(
-    pixels: np.ndarray,
-    *,
-    photometric: str = "MONOCHROME2",
-    slope: float = 1.0,
-    intercept: float = 0.0,
-    frames: int = 1,
-) -> bytes:
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = pydicom.Dataset()
-    ds.file_meta = meta
-    ds.Modality, ds.SOPClassUID = "DX", meta.MediaStorageSOPClassUID
-    ds.Rows, ds.Columns = pixels.shape[-2:]
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
-    ds.BitsAllocated = ds.BitsStored = 16
-    ds.HighBit, ds.PixelRepresentation = 15, 0
-    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
-    if frames > 1:
-        ds.NumberOfFrames = frames
-    ds.PixelData = np.ascontiguousarray(pixels.astype(np.uint16)).tobytes()
-    buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def test_8bit_grey_png_is_what_pil_convert_gives() -> None:
