@@ -57,7 +57,7 @@ def detect_gpus() -> list[Gpu]:
         sizes = json.loads(out.strip().splitlines()[-1])
     except (subprocess.SubprocessError, OSError, ValueError, IndexError):
         return []
-    return [Gpu(i, round(size / 2**30, 1)) for i, size in enumerate(sizes)]
+    return [Gpu(i, round(size / 1e9, 1)) for i, size in enumerate(sizes)]  # GB, as manifests
 
 
 def machine_gpus(setting: str | None) -> list[Gpu]:

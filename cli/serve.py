@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,18 +105,24 @@ def plan_models(settings: Any, names: list[str]) -> tuple[list[str], dict[str, s
     return servable, skipped, tiny
 
 
-def placement(settings: Any, servable: list[str]) -> list[Any]:
+def placement(settings: Any, servable: list[str], tiny: Sequence[str] = ()) -> list[Any]:
     """The worker plan: from MEDSERVE_PLACEMENT_FILE, else computed from the manifests'
-    resources and this machine's GPUs (MEDSERVE_GPUS), else CPU workers (MEDSERVE_NUM_WORKERS)."""
+    resources and this machine's GPUs (MEDSERVE_GPUS), else CPU workers (MEDSERVE_NUM_WORKERS).
+    A model served with tiny random weights needs no GPU memory (and runs on a CPU)."""
     from cli.devices import machine_gpus
     from cli.placement import Need, load_plan, plan
+    from model_store.store import ModelStore
     from workers.runtime.families import load_manifests
 
     manifests = load_manifests()
+    store = ModelStore(settings.model_root, manifests)
     needs = []
     for name in servable:
         res = manifests[name].resources
-        needs.append(Need(name, res.min_gpu_memory_gb, res.cpu_ok, res.replicas))
+        if name in tiny or (store.info(name) or {}).get("weights") == "random-tiny":
+            needs.append(Need(name, 0.0, True, res.replicas))
+        else:
+            needs.append(Need(name, res.min_gpu_memory_gb, res.cpu_ok, res.replicas))
     gpus = machine_gpus(settings.gpus)
     if settings.placement_file:
         return load_plan(Path(settings.placement_file), needs, gpus)
@@ -201,7 +208,7 @@ def serve(
         )
 
     try:
-        workers = placement(settings, servable)
+        workers = placement(settings, servable, tiny)
     except MedserveError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from None

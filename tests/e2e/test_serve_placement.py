@@ -4,13 +4,17 @@ GPU refused at start-up with what to change."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 from pathlib import Path
 
 import httpx
 
+from core.constants import STORE_MARKER
 from core.net import free_port
+from model_store.manifest import load_manifests
+from model_store.store import ModelStore
 from tests.harness import CLI, ROOT, clean_env, wait_for
 
 BODY = {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]}
@@ -45,6 +49,10 @@ def test_a_placement_file_puts_echo_on_two_workers_and_models_lists_both(tmp_pat
 
 
 def test_a_model_that_fits_on_no_gpu_stops_serve_before_anything_starts(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "home" / "models", load_manifests())
+    folder = store.path("medvae-8-1-3d")  # as if pulled: real weights need their 12 GB
+    folder.mkdir(parents=True)
+    (folder / STORE_MARKER).write_text(json.dumps({"weights": "pulled", "digest": "sha256:0"}))
     env = clean_env(MEDSERVE_HOME=str(tmp_path / "home"), MEDSERVE_GPUS="0:8,1:8")
     argv = [*CLI, "serve", "--port", str(free_port()), "--models", "echo,medvae-8-1-3d"]
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)

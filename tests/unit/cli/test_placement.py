@@ -140,3 +140,27 @@ def test_gpus_setting_forms() -> None:
         parse_gpus("two")
     with pytest.raises(InvalidInput, match="torch sees no GPU"):
         machine_gpus("0")  # this machine has none (the test machine has no GPU)
+
+
+def test_serve_plans_tiny_random_weights_as_needing_nothing(tmp_path: Path) -> None:
+    """Real weights need their manifest's memory; tiny random ones (tests, the offline demo) run
+    anywhere, as the worker's resources check allows."""
+    import json
+
+    from cli.serve import placement
+    from core.constants import STORE_MARKER
+    from core.settings import Settings
+    from model_store.manifest import load_manifests
+    from model_store.store import ModelStore
+
+    settings = Settings(home=tmp_path, gpus="0:8")
+    folder = ModelStore(settings.model_root, load_manifests()).path("medvae-8-1-3d")
+    folder.mkdir(parents=True)
+    for kind, fits in (("random-tiny", True), ("pulled", False)):
+        (folder / STORE_MARKER).write_text(json.dumps({"weights": kind, "digest": "sha256:0"}))
+        if fits:
+            assert placement(settings, ["echo", "medvae-8-1-3d"])[0].used_gb == 0
+        else:
+            with pytest.raises(InvalidInput, match="needs 12 GB"):
+                placement(settings, ["echo", "medvae-8-1-3d"])
+    assert placement(settings, ["merlin-report"], tiny=["merlin-report"])[0].device == "cuda:0"
