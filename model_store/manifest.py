@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MANIFEST_DIR = Path(__file__).parent / "manifests"
 
@@ -23,6 +23,32 @@ class SourceFile(BaseModel):
     size: int | None = None
 
 
+class ExtraSource(BaseModel):
+    """Files of another repository a model needs (a tokenizer, a base model's config), pulled
+    into `target_dir` inside the model's folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    repo_id: str
+    revision: str = Field(description="A commit sha or tag; never a moving branch in production.")
+    allow_patterns: list[str] = Field(default_factory=list)
+    files: list[SourceFile] = Field(
+        default_factory=list, description="Paths relative to `target_dir`, with their sha256."
+    )
+    target_dir: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$",
+        description="Folder inside the model's store folder, e.g. Clinical-Longformer.",
+    )
+    gated: bool = False
+
+    @field_validator("target_dir")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        if any(part in (".", "..") for part in value.split("/")):
+            raise ValueError("target_dir must stay inside the model folder (no '.' or '..')")
+        return value
+
+
 class Source(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -31,6 +57,9 @@ class Source(BaseModel):
     allow_patterns: list[str] = Field(default_factory=list)
     files: list[SourceFile] = Field(default_factory=list)
     gated: bool = False
+    extra_sources: list[ExtraSource] = Field(
+        default_factory=list, description="Other repositories' files, each in its own subfolder."
+    )
 
 
 Modality = Literal["xray", "ct", "mri", "text", "tensor"]
@@ -83,10 +112,16 @@ class Batching(BaseModel):
 
 
 class Resources(BaseModel):
+    """What the model needs to run; `medserve serve` places workers from it (docs/scaling.md)."""
+
     model_config = ConfigDict(extra="forbid")
 
     min_gpu_memory_gb: float = 0.0
     cpu_ok: bool = True
+    replicas: int | None = Field(
+        None, ge=1, description="Workers to serve it on one machine: unset = one on every GPU it "
+        "fits on (one worker without GPUs); N = at most N.",
+    )  # fmt: skip
 
 
 class Manifest(BaseModel):

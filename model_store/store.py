@@ -13,6 +13,7 @@ import json
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +21,7 @@ from typing import Any, Literal
 from core.constants import STORE_MARKER
 from core.errors import ModelNotFound, WeightsUnavailable
 from model_store.lock import LockFile, is_pinned
-from model_store.manifest import Manifest
+from model_store.manifest import ExtraSource, Manifest, Source, SourceFile
 
 MARKER = STORE_MARKER
 IMPORTED = "imported"  # the lock's repo and revision of files imported from outside the Hub
@@ -146,9 +147,11 @@ class ModelStore:
         if info["weights"] == "pulled":
             problems += LockFile(self.root).problems(name, files)
         if info["weights"] == "pulled" and manifest.source:
-            for spec in manifest.source.files:
-                if spec.sha256 and files.get(spec.path) != spec.sha256:
-                    problems.append(f"{name}: {spec.path} does not match the manifest's sha256")
+            for _, _, _, folder, specs in _downloads(manifest.source, self.path(name)):
+                for spec in specs:
+                    rel = (folder / spec.path).relative_to(self.path(name)).as_posix()
+                    if spec.sha256 and files.get(rel) != spec.sha256:
+                        problems.append(f"{name}: {rel} does not match the manifest's sha256")
         return problems
 
     def pull(
@@ -157,53 +160,63 @@ class ModelStore:
         token: str | None = None,
         endpoint_check: bool = True,
         allow_unpinned: bool = False,
+        download: Callable[..., Any] | None = None,
     ) -> ResolvedModel:
-        """Download the pinned revision with huggingface_hub, check every sha256 against the
-        manifest and the lock file (recording it at the first pull)."""
+        """Download the pinned revision (and each extra source into its subfolder) with
+        huggingface_hub, check every sha256 against the manifest and the lock file (recording
+        it at the first pull). `download` has `snapshot_download`'s keywords (a local mirror,
+        in tests)."""
         manifest = self.manifest(name)
         source = manifest.source
         if source is None:
             raise WeightsUnavailable(f"model '{name}' has no remote source; use `models tiny`")
-        if not allow_unpinned and not is_pinned(source.revision):
+        unpinned = [
+            f"{repo}@{rev}"
+            for repo, rev in [(source.repo_id, source.revision)]
+            + [(e.repo_id, e.revision) for e in source.extra_sources]
+            if not is_pinned(rev)
+        ]
+        if unpinned and not allow_unpinned:
             raise WeightsUnavailable(
-                f"model '{name}' pins revision '{source.revision}', which can move: set "
-                "source.revision in its manifest to the 40-character commit sha (see "
-                "docs/model-store.md), or pass --allow-unpinned to pull it anyway"
+                f"model '{name}' pins {', '.join(unpinned)}, which can move: set each revision "
+                "in its manifest to the 40-character commit sha (see docs/model-store.md), or "
+                "pass --allow-unpinned to pull it anyway"
             )
-        if endpoint_check and not _hub_reachable():
-            raise WeightsUnavailable(
-                "the Hugging Face Hub cannot be reached from this machine (offline); pull on a "
-                "connected machine and copy the folder into MEDSERVE_MODEL_DIR, or use "
-                f"`medserve models tiny {name}` for random offline weights"
-            )
-        from huggingface_hub import snapshot_download
+        if download is None:
+            if endpoint_check and not _hub_reachable():
+                raise WeightsUnavailable(
+                    "the Hugging Face Hub cannot be reached from this machine (offline); pull on "
+                    "a connected machine and copy the folder into MEDSERVE_MODEL_DIR, or use "
+                    f"`medserve models tiny {name}` for random offline weights"
+                )
+            from huggingface_hub import snapshot_download
 
+            download = snapshot_download
         target = self.path(name)
         target.mkdir(parents=True, exist_ok=True)
         (target / MARKER).unlink(missing_ok=True)
-        patterns = source.allow_patterns or [f.path for f in source.files] or None
-        try:
-            snapshot_download(
-                repo_id=source.repo_id,
-                revision=source.revision,
-                allow_patterns=patterns,
-                local_dir=str(target),
-                token=token,
-            )
-        except Exception as exc:  # huggingface_hub raises many types; report the kind only
-            raise WeightsUnavailable(
-                f"download of {source.repo_id}@{source.revision} failed ({type(exc).__name__}); "
-                "check the network, the revision and HF_TOKEN for gated repositories"
-            ) from exc
-        for spec in source.files:
-            path = target / spec.path
-            if not path.exists():
-                raise WeightsUnavailable(f"{name}: expected file {spec.path} was not downloaded")
-            if spec.sha256 and sha256_file(path) != spec.sha256:
-                raise WeightsUnavailable(f"{name}: {spec.path} failed its sha256 check")
-        _, files = tree_digest(target)
-        LockFile(self.root).record_or_check(name, source.repo_id, source.revision, files)
-        info = write_marker(target, manifest, "pulled", revision=source.revision)
+        for repo_id, revision, patterns, folder, files in _downloads(source, target):
+            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                download(repo_id=repo_id, revision=revision, allow_patterns=patterns,
+                         local_dir=str(folder), token=token)  # fmt: skip
+            except Exception as exc:  # huggingface_hub raises many types; report the kind only
+                raise WeightsUnavailable(
+                    f"download of {repo_id}@{revision} failed ({type(exc).__name__}); check the "
+                    "network, the revision and HF_TOKEN for gated repositories"
+                ) from exc
+            for spec in files:
+                path = folder / spec.path
+                where = path.relative_to(target).as_posix()
+                if not path.exists():
+                    raise WeightsUnavailable(f"{name}: expected file {where} was not downloaded")
+                if spec.sha256 and sha256_file(path) != spec.sha256:
+                    raise WeightsUnavailable(f"{name}: {where} failed its sha256 check")
+        _, digests = tree_digest(target)
+        LockFile(self.root).record_or_check(name, source.repo_id, source.revision, digests)
+        revisions = {e.repo_id: e.revision for e in source.extra_sources}
+        info = write_marker(target, manifest, "pulled", revision=source.revision,
+                            extra_revisions=revisions)  # fmt: skip
         return ResolvedModel(manifest, target, "pulled", info["digest"], info)
 
     def import_files(self, name: str, files: list[Path]) -> ResolvedModel:
@@ -228,6 +241,17 @@ class ModelStore:
         LockFile(self.root).record_or_check(name, IMPORTED, IMPORTED, hashes)
         info = write_marker(target, manifest, "pulled", revision=IMPORTED)
         return ResolvedModel(manifest, target, "pulled", info["digest"], info)
+
+
+def _downloads(source: Source, target: Path) -> list[tuple[str, str, Any, Path, list[SourceFile]]]:
+    """(repo, revision, allow_patterns, folder, files) of the main source, then each extra one."""
+    repos: list[tuple[Source | ExtraSource, Path]] = [(source, target)]
+    repos += [(extra, target / extra.target_dir) for extra in source.extra_sources]
+    out: list[tuple[str, str, Any, Path, list[SourceFile]]] = []
+    for repo, folder in repos:
+        patterns = repo.allow_patterns or [f.path for f in repo.files] or None
+        out.append((repo.repo_id, repo.revision, patterns, folder, list(repo.files)))
+    return out
 
 
 def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:

@@ -16,6 +16,8 @@ if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c \
   exit 0
 fi
 python3 -m venv "$VENV"
+# Share the project venv's torch stack (same pins): saves a 5.5 GB unpack.
+if [ -x .venv/bin/python ]; then .venv/bin/python scripts/link_torch.py "$VENV"; fi
 "$VENV/bin/pip" install -q torch==2.14.1 torchvision==0.29.1 radeval==2.2.1 pyarrow==24.0.0
 WHEELS=$(mktemp -d)
 "$VENV/bin/pip" download -q --no-deps -d "$WHEELS" llama-index-core==0.14.25

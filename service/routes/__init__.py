@@ -8,6 +8,8 @@ ROUTER_MODULES = [
     "service.routes.medvae",
     "service.routes.medval",
     "service.routes.srrg",
+    "service.routes.merlin",
+    "service.routes.green",
     "service.routes.openai",
     "service.routes.jobs",
 ]

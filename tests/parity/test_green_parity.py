@@ -73,6 +73,15 @@ BASELINE = "LAYER,P,R,F\n0,0.1,0.2,0.3\n1,0.2,0.25,0.3\n2,0.31,0.32,0.33\n3,0.4,
 JUDGE_HYPS = ["Small left effusion.", "Effusion on the right.", "word1 word2", "Unchanged lines."]
 
 
+def served_judge(store_root: Path) -> Path:
+    """The GREEN family's own tiny build of green-radllama2-7b (the manifest's `tiny` block)."""
+    from model_store.store import ModelStore
+    from workers.runtime.families import load_manifests
+    from workers.runtime.registry import build_tiny
+
+    return build_tiny(ModelStore(store_root, load_manifests()), "green-radllama2-7b").path
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict[str, Path]]:
     if not REF_PYTHON.exists():
@@ -81,6 +90,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict[str,
     judges = {
         "full": build_judge(root / "full", FULL),
         "numbered": build_judge(root / "num", NUMBERED),
+        "served": served_judge(root / "store"),
     }
     request = {
         "pairs": PAIRS,
@@ -208,3 +218,34 @@ def test_whole_green_computation_on_a_tiny_judge(reference, index, name, expecte
     assert summary["per_sample"] == theirs["scores"] == [pytest.approx(expected)] * 4
     assert summary["green"] == pytest.approx(theirs["mean"], abs=1e-15)
     assert summary["green_std"] == pytest.approx(theirs["std"], abs=1e-15)
+
+
+def test_the_served_green_model_equals_radeval(reference) -> None:
+    """The worker's adapter (what REST, OIP and jobs call) on the family's tiny build gives the
+    answers, scores and counts RadEval's `GREEN(model_name=folder)` gives on the same folder."""
+    import numpy as np
+
+    from model_store.store import ModelStore
+    from workers.runtime.families import load_manifests
+    from workers.runtime.oip import InferRequest
+    from workers.runtime.registry import adapter_for
+
+    ref, judges = reference
+    theirs = ref["judges"][2]
+    store = ModelStore(judges["served"].parent, load_manifests())
+    resolved = store.resolve("green-radllama2-7b")
+    adapter = adapter_for(resolved.manifest)
+    adapter.load(resolved, "cpu")
+    request = InferRequest(
+        inputs={
+            "reference": np.array([r.encode() for r in JUDGE_REFS], dtype=object),
+            "candidate": np.array([h.encode() for h in JUDGE_HYPS], dtype=object),
+        }
+    )
+    out = adapter.postprocess(request, adapter.predict(adapter.preprocess(request))).outputs
+    assert [t.decode() for t in out["text"]] == theirs["completions"]
+    assert out["green"].tolist() == theirs["scores"] == [pytest.approx(0.6)] * 4
+    assert float(np.mean(out["green"])) == pytest.approx(theirs["mean"], abs=1e-15)
+    counts = [green.error_counts(t) for t in theirs["completions"]]
+    assert out["matched_findings"].tolist() == [c["matched_findings"] for c in counts]
+    assert out["significant_errors"].tolist() == [list(c["significant"].values()) for c in counts]

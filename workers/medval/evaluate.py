@@ -82,9 +82,12 @@ class VLLMEngine:
     # (base URL, served model) -> (time, provenance): the model list is read once a minute.
     _provenance_cache: ClassVar[dict[tuple[str, str], tuple[float, dict[str, Any]]]] = {}
 
-    def __init__(self, client: LLMClient, served_model: str) -> None:
+    def __init__(
+        self, client: LLMClient, served_model: str, extra: dict[str, Any] | None = None
+    ) -> None:
         self.client = client
         self.served_model = served_model
+        self.extra = dict(extra or {})  # sent with every request (a job's vLLM `priority`)
 
     async def _one(
         self, messages: list[dict[str, str]], options: GenerationOptions, regex: str | None
@@ -95,6 +98,7 @@ class VLLMEngine:
             "max_tokens": options.max_tokens,
             "temperature": options.temperature,
             "chat_template_kwargs": {"enable_thinking": options.enable_thinking},
+            **self.extra,
         }
         if regex is not None:
             body["structured_outputs"] = {"regex": regex}

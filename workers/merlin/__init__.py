@@ -2,6 +2,6 @@
 zero-shot findings, report generation)."""
 
 FAMILY = "merlin"
-ADAPTER = "workers.merlin.adapter:MerlinAdapter"
+ADAPTER = "workers.merlin.adapter:build_adapter"  # one adapter class per adapter.kind
 TINY = "workers.merlin.tiny:build"
 CONTRACT = "workers.merlin.contract"

@@ -22,13 +22,10 @@ import numpy as np
 import torch
 
 from core.errors import InvalidInput, PayloadTooLarge
+from workers.merlin.contract import CT_FILE_HELP, GZIP_MAGIC, HU_WINDOW, PIXDIM, ROI, ct_file_kind
 
-PIXDIM = (1.5, 1.5, 3.0)
-ROI = (224, 224, 160)
-HU_MIN, HU_MAX = -1000.0, 1000.0
+HU_MIN, HU_MAX = HU_WINDOW
 MAX_FILES = 4096
-GZIP_MAGIC = b"\x1f\x8b"
-ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip with files, an empty zip
 SLICE_GAP_TOLERANCE = 0.1  # relative deviation from the median slice gap
 DUPLICATE_GAP_MM = 1e-3
 
@@ -287,15 +284,12 @@ def read_dicom_zip(data: bytes, max_voxels: int) -> CTVolume:
 
 def read_ct(data: bytes, max_voxels: int) -> CTVolume:
     """NIfTI or a zipped DICOM series, told apart by magic bytes."""
-    if data.startswith(ZIP_MAGIC):
+    kind = ct_file_kind(data)
+    if kind == "zip":
         return read_dicom_zip(data, max_voxels)
-    nifti1, nifti2 = data[344:348] in (b"n+1\0", b"ni1\0"), data[4:8] in (b"n+2\0", b"ni2\0")
-    if data.startswith(GZIP_MAGIC) or nifti1 or nifti2:
+    if kind == "nifti":
         return read_nifti_ct(data, max_voxels)
-    raise InvalidInput(
-        "the file is not a CT volume this model reads: send NIfTI (.nii / .nii.gz) or a .zip "
-        "of the DICOM slices of one series"
-    )
+    raise InvalidInput(f"the file is not a CT volume this model reads: {CT_FILE_HELP}")
 
 
 def transform(volume: CTVolume) -> torch.Tensor:

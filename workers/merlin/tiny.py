@@ -1,7 +1,7 @@
 """Builder for Merlin: random weights written in the released layout, read by the same loaders.
 
-Which model: `manifest.tiny["model"]` ("clip", "five_year" or "report"), else the manifest
-name ("five" -> five-year, "report" -> report generation, otherwise CLIP).
+Which model: `manifest.tiny["model"]` or `manifest.adapter["kind"]` ("clip", "five_year" or
+"report"), else the manifest name ("five" -> five-year, "report" -> report, otherwise CLIP).
 Tiny: a Bottleneck ResNet I3D body (`image_layers`, default [1,1,1,1]; `width_per_group`,
 default 16; layer4 still has 2048 channels), a 1-layer Longformer with hidden size 768, and a
 1-layer Llama (hidden 64) with a word-level tokenizer, all built offline in seconds.
@@ -57,7 +57,7 @@ REPORT_WORDS = (
 
 
 def model_kind(manifest: Manifest) -> str:
-    kind = manifest.tiny.get("model")
+    kind = manifest.tiny.get("model") or manifest.adapter.get("kind")
     if kind is None:
         name = manifest.name.lower()
         kind = "five_year" if "five" in name else "report" if "report" in name else "clip"

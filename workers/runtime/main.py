@@ -60,7 +60,7 @@ def run_worker(
             super().handle_exit(sig, frame)
 
     # workers sit behind the gateway: no proxy header rewriting
-    config = uvicorn_config(app, host, port, settings.drain_timeout_s, proxy_headers=False)
+    config = uvicorn_config(app, host, port, settings.drain_timeout_s)
     log.info("worker starting", extra={"models": models, "host": host, "port": port})
     DrainingServer(config).run()
 

@@ -20,6 +20,7 @@ from model_store.store import ModelStore, ResolvedModel
 from workers.runtime.adapter import ModelAdapter
 from workers.runtime.batcher import BatchConfig, Batcher
 from workers.runtime.families import load_manifests
+from workers.runtime.resources import check_resources
 
 log = logging.getLogger("medserve.worker")
 
@@ -133,7 +134,9 @@ class WorkerState:
             return True
         self.states[name] = "LOADING"
         try:
-            adapter.load(self._resolve(name), self.device)
+            resolved = self._resolve(name)
+            check_resources(adapter.manifest, self.device, resolved.weights)
+            adapter.load(resolved, self.device)
         except MedserveError as exc:
             self.states[name], self.reasons[name] = "UNAVAILABLE", exc.message
             log.error("model failed to load", extra={"model": name, "reason": exc.message})

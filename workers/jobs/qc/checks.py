@@ -91,6 +91,11 @@ class Checker:
                     "check from qc.checks, or set qc.skip_unavailable"
                 )
 
+    def replicas(self) -> int:
+        """The most workers serving any active check's model (concurrency is per worker)."""
+        names = [self.qc[key] for check in self.active for key in CHECK_MODELS[check]]
+        return max((self.models.replicas(name) for name in names), default=1)
+
     def _problem(self, model: str) -> str | None:
         """Why `model` cannot check images here (None: it can)."""
         try:

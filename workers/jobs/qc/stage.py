@@ -85,7 +85,8 @@ def run_shard(
     checker = Checker(ctx.models, ctx.params["qc"])
     accepted: list[dict[str, Any]] = []
     attempts: list[dict[str, Any]] = []
-    with ThreadPoolExecutor(max_workers=int(ctx.params["concurrency"])) as pool:
+    per_replica = int(ctx.params["concurrency"])  # in flight on each worker of the generator
+    with ThreadPoolExecutor(per_replica * ctx.models.replicas(ctx.params["model"])) as pool:
         for row, tried in pool.map(lambda item: run_slot(ctx, item, render, checker), items):
             if row is not None:
                 accepted.append(row)

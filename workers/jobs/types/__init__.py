@@ -32,6 +32,10 @@ JOB_TYPES: dict[str, str] = {
     "train-classifier": "workers.jobs.types.train_classifier:TrainClassifierJob",
     "train-latent-classifier": "workers.jobs.types.train_latent_classifier:TrainLatentJob",
     "srrg-reports": "workers.jobs.types.srrg_reports:SRRGReportsJob",
+    "merlin-embeddings": "workers.jobs.types.merlin_embeddings:MerlinEmbeddingsJob",
+    "benchmark-medval": "workers.jobs.types.benchmark_medval:MedVALBenchJob",
+    "benchmark-reports": "workers.jobs.types.benchmark_reports:ReportsBenchJob",
+    "benchmark-smmile": "workers.jobs.types.benchmark_smmile:SmmileBenchJob",
     "synthetic-qc": "workers.jobs.types.synthetic_qc:SyntheticQCJob",
 }
 

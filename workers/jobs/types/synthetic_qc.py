@@ -52,7 +52,7 @@ class SyntheticQCParams(JobParams):
         DEFAULT_BINS, min_length=1, description="Subgroups of age, for rows without `age_bin`."
     )
     limit: int | None = Field(None, ge=1, le=MAX_IMAGES, description="Check the first N rows.")
-    concurrency: int = Field(8, ge=1, le=64, description="Images in flight to the workers.")
+    concurrency: int = Field(8, ge=1, le=64, description="Images in flight per QC worker.")
 
     @model_validator(mode="after")
     def _bins(self) -> SyntheticQCParams:
@@ -158,7 +158,8 @@ class SyntheticQCJob(JobType):
 
         checker = Checker(ctx.models, ctx.params["qc"])
         rows = []
-        with ThreadPoolExecutor(max_workers=int(ctx.params["concurrency"])) as pool:
+        in_flight = int(ctx.params["concurrency"]) * checker.replicas()
+        with ThreadPoolExecutor(max_workers=in_flight) as pool:
             for row in pool.map(lambda item: self._check(ctx, checker, item), items):
                 rows.append(row)
                 ctx.item_done()

@@ -232,3 +232,40 @@ def test_reader_takes_a_saved_dataset(tmp_path) -> None:
     assert [r["physician_risk_grade"] for r in loaded] == [r["physician_risk_grade"] for r in table]
     with pytest.raises(NotFound, match="splits test"):
         medval_data.load_rows(tmp_path, split="train")
+
+
+SCORED_CSV_ROWS = [  # task, physician grade, model grade (the table the old medval scorer used)
+    ("report2impression", "1", "1"),
+    ("report2impression", "2", "3"),  # false alarm
+    ("report2impression", "3", "3"),
+    ("report2impression", "4", "2"),  # missed unsafe
+    ("dialogue2note", "4", "4"),
+    ("dialogue2note", "3", "4"),  # right side, wrong level
+    ("dialogue2note", "1", "None"),  # no grade
+    ("dialogue2note", "2", "Literal[2]"),
+]
+
+
+@pytest.mark.parametrize("pred_col", ["lm_risk_grade", "risk_level"])
+def test_a_results_csv_scores_as_the_old_scorer_did(tmp_path, pred_col: str) -> None:
+    import csv
+
+    path = tmp_path / "results.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["#", "id", "task", "input", "output", "physician_risk_grade", pred_col])
+        for i, (task, truth, pred) in enumerate(SCORED_CSV_ROWS):
+            writer.writerow([i, f"id{i}", task, "reference, text", "candidate", truth, pred])
+    scores = medval_metrics.score(medval_data.load_rows(path))
+    overall = scores["overall"]
+    assert overall["n"] == 7 and overall["n_missing"] == 1
+    assert overall["safety"]["unsafe_precision"] == pytest.approx(3 / 4)
+    assert overall["safety"]["unsafe_recall"] == pytest.approx(3 / 4)
+    assert overall["safety"]["unsafe_f1"] == pytest.approx(3 / 4)
+    assert overall["safety"]["accuracy"] == pytest.approx(5 / 7)
+    assert overall["risk"]["accuracy"] == pytest.approx(4 / 7)
+    assert overall["risk"]["confusion"][3][1] == 1  # physician 4, model 2
+    r2i, d2n = scores["per_task"]["report2impression"], scores["per_task"]["dialogue2note"]
+    assert (r2i["n"], r2i["risk"]["accuracy"], r2i["safety"]["unsafe_f1"]) == (4, 0.5, 0.5)
+    assert (d2n["n"], d2n["n_missing"], d2n["safety"]["unsafe_f1"]) == (3, 1, 1.0)
+    assert d2n["risk"]["accuracy"] == pytest.approx(2 / 3)
