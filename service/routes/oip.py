@@ -262,9 +262,9 @@ async def _repository(request: Request, models: ModelRouter, model: str, action:
         models.oip_route(model)  # ModelNotFound, or "runs on vLLM"
         raise AssertionError  # unreachable
     path = f"/v2/repository/models/{quote(model, safe='')}/{action}"
-    try:
-        status, headers, data = await models.forward(
-            route, "POST", path, await request.body(), {}, request_id
+    try:  # every replica loads or unloads
+        status, headers, data = await models.broadcast(
+            route, "POST", path, await request.body(), request_id
         )
     except MedserveError as error:
         status, headers, data = render(error, oip=True, request_id=request_id)

@@ -55,7 +55,9 @@ class SyntheticParams(JobParams):
     guidance_scale: float = Field(3.0, ge=0.0, le=30.0)
     height: int = Field(512, ge=64, le=1024, multiple_of=8)
     width: int = Field(512, ge=64, le=1024, multiple_of=8)
-    concurrency: int = Field(8, ge=1, le=64, description="Requests in flight to the workers.")
+    concurrency: int = Field(
+        8, ge=1, le=64, description="Requests in flight per worker serving the model."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SyntheticParams:
@@ -126,7 +128,8 @@ class SyntheticDatasetJob(JobType):
 
     def run_shard(self, ctx: JobContext, shard: int, items: list[dict[str, Any]]) -> dict[str, Any]:
         rows = []
-        with ThreadPoolExecutor(max_workers=int(ctx.params["concurrency"])) as pool:
+        per_replica = int(ctx.params["concurrency"])  # in flight on each worker of the model
+        with ThreadPoolExecutor(per_replica * ctx.models.replicas(ctx.params["model"])) as pool:
             for row in pool.map(lambda item: self._generate(ctx, item), items):
                 rows.append(row)
                 ctx.item_done()
