@@ -80,6 +80,12 @@ def run_worker(
             state.draining = True
             super().handle_exit(sig, frame)
 
+        async def shutdown(self, sockets: Any = None) -> None:
+            await super().shutdown(sockets)
+            if uds is not None:  # uvicorn re-raises the signal after this: no `finally` runs
+                with contextlib.suppress(OSError):
+                    os.unlink(uds)
+
     config = uvicorn_config(app, host, port, settings.drain_timeout_s)
     log.info("worker starting", extra={"models": models, "host": host, "port": port, "uds": uds})
     if uds is None:
@@ -87,12 +93,7 @@ def run_worker(
         return
     # One server on both sockets: the TCP port for everyone, the unix socket for a co-located
     # gateway (no TCP/IP stack on that hop).
-    sockets = [config.bind_socket(), _unix_socket(uds, config.backlog)]
-    try:
-        DrainingServer(config).run(sockets=sockets)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(uds)
+    DrainingServer(config).run(sockets=[config.bind_socket(), _unix_socket(uds, config.backlog)])
 
 
 def register_worker(app: typer.Typer) -> None:

@@ -92,7 +92,7 @@ def test_a_chunked_answer_is_joined_and_a_closing_one_is_not_reused() -> None:
         await writer.drain()
 
     async def main() -> None:
-        server, seen = await serving(handler)
+        server, _seen = await serving(handler)
         pool = HTTPPool(url_of(server))
         assert (await pool.request("GET", "/a"))[2] == b"abcde"
         assert (await pool.request("GET", "/b"))[2] == b"last"
@@ -105,7 +105,7 @@ def test_a_chunked_answer_is_joined_and_a_closing_one_is_not_reused() -> None:
 
 def test_an_idle_connection_the_server_closed_is_retried_once_on_a_new_one() -> None:
     async def handler(reader, writer, seen) -> None:
-        line, _, body = await read_request(reader)
+        _line, _, body = await read_request(reader)
         writer.write(answer(body))
         await writer.drain()
         if seen["connections"] == 1:
