@@ -7,9 +7,11 @@ connections for `keepalive_s`. It speaks to `http://host:port` and `unix:/path.s
 
 Failure semantics the callers rely on: a refused connection raises `Refused`; a connection
 dropped before the whole answer arrived raises `Dropped`; no answer within the deadline raises
-`TimeoutError`. A reused idle connection the server had already closed (nothing was received)
-is retried once on a new one. Cancelling a request closes its connection, which makes a worker
-drop the work (its disconnect check), as the gateway's disconnect propagation needs.
+`TimeoutError`; nothing is retried here (the gateway's replica table decides that). Idle
+connections are kept for less time than our servers keep them open (4 s against 75 s), so a
+request does not meet a connection its server is closing. Cancelling a request closes its
+connection, which makes a worker drop the work (its disconnect check), as the gateway's
+disconnect propagation needs.
 """
 
 from __future__ import annotations
@@ -165,15 +167,8 @@ class HTTPPool:
     ) -> Answer:
         """One request and its whole answer: (status, lower-cased headers, body)."""
         head = self._head(method, path, headers, len(body) if body else 0)
-        conn = self._reuse()
-        if conn is not None:
-            try:
-                return await self._once(conn, head, body, timeout_s)
-            except Dropped:
-                if conn.received:
-                    raise
-                # the server had closed this idle connection: once more on a new one
-        return await self._once(await self._connect(timeout_s), head, body, timeout_s)
+        conn = self._reuse() or await self._connect(timeout_s)
+        return await self._once(conn, head, body, timeout_s)
 
     async def _once(
         self, conn: _Connection, head: bytes, body: bytes | None, timeout_s: float | None
