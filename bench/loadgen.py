@@ -3,7 +3,7 @@
 `closed_loop` drives one `send` coroutine from `concurrency` users back to back and reports
 p50/p99 latency, throughput and (given the server pids) the servers' CPU time per request,
 which unlike latency does not depend on what else runs on the machine. Senders for OIP over
-HTTP (aiohttp, httpx) and over gRPC (grpc.aio, raw tensor contents) send prebuilt bytes, so
+HTTP (aiohttp) and over gRPC (grpc.aio, raw tensor contents) send prebuilt bytes, so
 the client's own cost is the same for every target.
 """
 
@@ -130,17 +130,6 @@ def http_sender(session: Any, url: str, body: bytes, length: int) -> Send:
             await resp.read()
             if resp.status != 200:
                 raise RuntimeError(f"HTTP {resp.status}")
-
-    return send
-
-
-def httpx_sender(client: Any, url: str, body: bytes, length: int) -> Send:
-    headers = {HEADER_LENGTH: str(length)}
-
-    async def send() -> None:
-        resp = await client.post(url, content=body, headers=headers)
-        if resp.status_code != 200:
-            raise RuntimeError(f"HTTP {resp.status_code}")
 
     return send
 

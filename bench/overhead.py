@@ -43,7 +43,6 @@ from bench.loadgen import (
     grpc_request,
     grpc_sender,
     http_sender,
-    httpx_sender,
     machine,
 )
 from core.net import free_port
@@ -98,38 +97,29 @@ def start_triton(log_dir: Path) -> tuple[Proc | None, dict[str, int] | str]:
         return None, f"{TRITON_VENV} is missing: run `make triton-env`"
     libdir = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = f"{libdir}:{env.get('LD_LIBRARY_PATH', '')}".rstrip(":")
     ports = {"http": free_port(), "grpc": free_port()}
-    argv = [str(python), str(ROOT / "bench" / "pytriton_echo.py"), "--http-port",
-            str(ports["http"]), "--grpc-port", str(ports["grpc"]), "--metrics-port",
-            str(free_port())]  # fmt: skip
+    argv = [
+        str(python),
+        str(ROOT / "bench" / "pytriton_echo.py"),
+        "--http-port",
+        str(ports["http"]),
+        "--grpc-port",
+        str(ports["grpc"]),
+        "--metrics-port",
+        str(free_port()),
+    ]
     return Proc("pytriton", argv, env, log_dir), ports
 
 
-async def compare_clients(args: argparse.Namespace, url: str, body: bytes, length: int) -> dict:
-    """aiohttp (what OIPClient uses) against httpx.AsyncClient, same worker, same requests."""
-    import aiohttp
-    import httpx
-
-    out: dict[str, list[dict]] = {"aiohttp": [], "httpx": []}
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with (
-        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session,
-        httpx.AsyncClient(limits=limits) as client,
-    ):
-        for concurrency in (1, 32):
-            for name, send in (("aiohttp", http_sender(session, url, body, length)),
-                               ("httpx", httpx_sender(client, url, body, length))):  # fmt: skip
-                out[name].append(await closed_loop(send, concurrency, args.duration / 2,
-                                                   args.warmup))  # fmt: skip
-    return out
-
-
-async def measure_all(args: argparse.Namespace, targets: dict[str, dict[str, Any]],
-                      adapter: ModelAdapter) -> dict[str, list[dict]]:  # fmt: skip
+async def measure_all(
+    args: argparse.Namespace, targets: dict[str, dict[str, Any]], adapter: ModelAdapter
+) -> dict[str, list[dict]]:
     """Every target at every concurrency, `args.runs` times, interleaved."""
     import aiohttp
     import grpc
@@ -140,24 +130,28 @@ async def measure_all(args: argparse.Namespace, targets: dict[str, dict[str, Any
     batcher = Batcher(adapter, batch_config(Settings.model_construct(), adapter))
     batcher.start()
     results: dict[str, list[dict]] = {}
-    channels = {name: grpc.aio.insecure_channel(t["grpc"]) for name, t in targets.items()
-                if "grpc" in t}  # fmt: skip
+    channels = {
+        name: grpc.aio.insecure_channel(t["grpc"]) for name, t in targets.items() if "grpc" in t
+    }
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
     async with aiohttp.ClientSession(connector=connector) as session:
-        senders: dict[str, Send] = {"a_in_process": in_process_sender(adapter, batcher, body,
-                                                                      length)}  # fmt: skip
+        senders: dict[str, Send] = {
+            "a_in_process": in_process_sender(adapter, batcher, body, length)
+        }
         for name, target in targets.items():
             if "url" in target:  # the answer is right before anything is timed
-                async with session.post(target["url"], data=body,
-                                        headers={HEADER_LENGTH: str(length)}) as r:  # fmt: skip
+                async with session.post(
+                    target["url"], data=body, headers={HEADER_LENGTH: str(length)}
+                ) as r:
                     out = decode_response(await r.read(), int(r.headers[HEADER_LENGTH]))
                     np.testing.assert_array_equal(out.outputs["OUTPUT0"], x)
                 senders[name] = http_sender(session, target["url"], body, length)
             else:
                 senders[name] = grpc_sender(channels[name], grpc_request("echo", x))
                 await senders[name]()
-        results["a_direct"] = [await closed_loop(direct_sender(adapter, body, length), 1,
-                                                 args.duration, args.warmup)]  # fmt: skip
+        results["a_direct"] = [
+            await closed_loop(direct_sender(adapter, body, length), 1, args.duration, args.warmup)
+        ]
         only = {part.strip() for part in args.only.split(",") if part.strip()}
         for run in range(args.runs):
             for name, send in senders.items():
@@ -168,14 +162,13 @@ async def measure_all(args: argparse.Namespace, targets: dict[str, dict[str, Any
                     row = await closed_loop(send, concurrency, args.duration, args.warmup, pids)
                     row["run"] = run
                     results.setdefault(name, []).append(row)
-                    print(f"run {run} {name:>16} c={concurrency:<3} p50 {row['p50_ms']:8.3f} ms"
-                          f"  p99 {row['p99_ms']:8.3f} ms  {row['throughput_rps']:8.1f} req/s"
-                          f"  cpu/req {row['server_cpu_ms_per_request']} ms  errors "
-                          f"{row['errors']}", flush=True)  # fmt: skip
-        if "clients" in only:
-            results["clients_to_worker"] = await compare_clients(  # type: ignore[assignment]
-                args, targets["b_worker"]["url"], body, length
-            )
+                    print(
+                        f"run {run} {name:>16} c={concurrency:<3} p50 {row['p50_ms']:8.3f} ms"
+                        f"  p99 {row['p99_ms']:8.3f} ms  {row['throughput_rps']:8.1f} req/s"
+                        f"  cpu/req {row['server_cpu_ms_per_request']} ms  errors "
+                        f"{row['errors']}",
+                        flush=True,
+                    )
     for channel in channels.values():
         await channel.close()
     await batcher.close()
@@ -190,29 +183,33 @@ def ratios(results: dict[str, list[dict]], runs: int) -> dict[str, Any]:
         rows = [r for r in results.get(name, []) if r["concurrency"] == c]
         return next((r for r in rows if r.get("run", 0) == run), None)
 
+    pairs = (  # key, target, the PyTriton side it is compared with
+        ("b", "b_worker", "d_pytriton"),
+        ("c", "c_gateway_worker", "d_pytriton"),
+        ("c_uds", "c_gateway_uds", "d_pytriton"),
+        ("b_grpc", "b_worker_grpc", "d_pytriton_grpc"),
+        ("c_grpc", "c_gateway_grpc", "d_pytriton_grpc"),
+    )
     per_run: list[dict[str, float]] = []
     for run in range(runs):
         out: dict[str, float] = {}
-        a1, c1 = at("a_in_process", 1, run), at("c_gateway_worker", 1, run)
-        b1 = at("b_worker", 1, run)
-        if a1 and c1:
-            out["c_minus_a_p50_ms_at_1"] = round(c1["p50_ms"] - a1["p50_ms"], 3)
-        if b1 and c1:
-            out["gateway_hop_p50_ms_at_1"] = round(c1["p50_ms"] - b1["p50_ms"], 3)
-        for proto, suffix in (("", ""), ("_grpc", "_grpc")):
+        a1 = at("a_in_process", 1, run)
+        for key, name in (("c", "c_gateway_worker"), ("c_uds", "c_gateway_uds")):
+            c1 = at(name, 1, run)
+            if a1 and c1:
+                out[f"{key}_minus_a_p50_ms_at_1"] = round(c1["p50_ms"] - a1["p50_ms"], 3)
+        for key, name, base in pairs:
             for c in (1, 8, 32):
-                cc = at("c_gateway" + (proto if proto else "_worker"), c, run)
-                bb, dd = at("b_worker" + proto, c, run), at("d_pytriton" + proto, c, run)
-                for key, row in (("c", cc), ("b", bb)):
-                    if row and dd and dd["throughput_rps"]:
-                        out[f"{key}_over_d_throughput_at_{c}{suffix}"] = round(
-                            row["throughput_rps"] / dd["throughput_rps"], 3)  # fmt: skip
-                        out[f"{key}_over_d_p99_at_{c}{suffix}"] = round(
-                            row["p99_ms"] / dd["p99_ms"], 3)  # fmt: skip
-                        rc, dc = row["server_cpu_ms_per_request"], dd["server_cpu_ms_per_request"]
-                        if rc and dc:
-                            out[f"{key}_over_d_server_cpu_per_request_at_{c}{suffix}"] = round(
-                                rc / dc, 3)  # fmt: skip
+                row, dd = at(name, c, run), at(base, c, run)
+                if not (row and dd and dd["throughput_rps"]):
+                    continue
+                out[f"{key}_over_d_throughput_at_{c}"] = round(
+                    row["throughput_rps"] / dd["throughput_rps"], 3
+                )
+                out[f"{key}_over_d_p99_at_{c}"] = round(row["p99_ms"] / dd["p99_ms"], 3)
+                rc, dc = row["server_cpu_ms_per_request"], dd["server_cpu_ms_per_request"]
+                if rc and dc:
+                    out[f"{key}_over_d_server_cpu_per_request_at_{c}"] = round(rc / dc, 3)
         per_run.append(out)
     keys = sorted({k for run in per_run for k in run})
     median = {k: round(float(np.median([r[k] for r in per_run if k in r])), 3) for k in keys}
@@ -228,41 +225,81 @@ def ratios(results: dict[str, list[dict]], runs: int) -> dict[str, Any]:
     return {"per_run": per_run, "median": median, "goals_met_in_every_run": met}
 
 
-def start_servers(args: argparse.Namespace, scratch: Path, env: dict[str, str]
-                  ) -> tuple[list[Proc], dict[str, dict[str, Any]], list[str]]:  # fmt: skip
+def start_servers(
+    args: argparse.Namespace, scratch: Path, env: dict[str, str]
+) -> tuple[list[Proc], dict[str, dict[str, Any]], list[str]]:
     """Worker, gateway (HTTP and gRPC) and PyTriton; the targets to measure."""
     ports = {k: free_port() for k in ("worker", "worker_grpc", "gateway", "gateway_grpc")}
     procs: list[Proc] = []
     notes: list[str] = []
-    worker = Proc("worker", [*CLI, "worker", "--models", "echo", "--port",
-                             str(ports["worker"]), "--grpc-port", str(ports["worker_grpc"])],
-                  env, scratch)  # fmt: skip
+    uds = str(scratch / "worker.sock")
+    worker = Proc(
+        "worker",
+        [
+            *CLI,
+            "worker",
+            "--models",
+            "echo",
+            "--port",
+            str(ports["worker"]),
+            "--grpc-port",
+            str(ports["worker_grpc"]),
+            "--uds",
+            uds,
+        ],
+        env,
+        scratch,
+    )
     procs.append(worker)
-    gateway_env = {**env, "MEDSERVE_HOME": str(scratch),
-                   "MEDSERVE_ROUTES": json.dumps({"echo": f"http://127.0.0.1:{ports['worker']}"}),
-                   "MEDSERVE_GRPC_PORT": str(ports["gateway_grpc"])}  # fmt: skip
-    gateway = Proc("gateway", [*CLI, "gateway", "--port",
-                               str(ports["gateway"])], gateway_env, scratch)  # fmt: skip
+    gateway_env = {
+        **env,
+        "MEDSERVE_HOME": str(scratch),
+        "MEDSERVE_ROUTES": json.dumps({"echo": f"http://127.0.0.1:{ports['worker']}"}),
+        "MEDSERVE_GRPC_PORT": str(ports["gateway_grpc"]),
+    }
+    gateway = Proc(
+        "gateway", [*CLI, "gateway", "--port", str(ports["gateway"])], gateway_env, scratch
+    )
     procs.append(gateway)
-    triton, triton_ports = (None, "skipped (--skip-triton)") if args.skip_triton else \
-        start_triton(scratch)  # fmt: skip
+    ports["gateway_uds"] = free_port()
+    uds_env = {
+        **env,
+        "MEDSERVE_HOME": str(scratch / "uds"),
+        "MEDSERVE_ROUTES": json.dumps({"echo": f"unix:{uds}"}),
+    }
+    gateway_uds = Proc(
+        "gateway-uds", [*CLI, "gateway", "--port", str(ports["gateway_uds"])], uds_env, scratch
+    )
+    procs.append(gateway_uds)
+    triton, triton_ports = (
+        (None, "skipped (--skip-triton)") if args.skip_triton else start_triton(scratch)
+    )
     worker.wait_http(f"http://127.0.0.1:{ports['worker']}/v2/health/ready", 60)
     gateway.wait_http(f"http://127.0.0.1:{ports['gateway']}/readyz", 60)
+    gateway_uds.wait_http(f"http://127.0.0.1:{ports['gateway_uds']}/readyz", 60)
     infer = "/v2/models/echo/infer"
     both = [gateway.pid, worker.pid]
     targets: dict[str, dict[str, Any]] = {
         "b_worker": {"url": f"http://127.0.0.1:{ports['worker']}{infer}", "pids": [worker.pid]},
         "c_gateway_worker": {"url": f"http://127.0.0.1:{ports['gateway']}{infer}", "pids": both},
+        "c_gateway_uds": {
+            "url": f"http://127.0.0.1:{ports['gateway_uds']}{infer}",
+            "pids": [gateway_uds.pid, worker.pid],
+        },
         "b_worker_grpc": {"grpc": f"127.0.0.1:{ports['worker_grpc']}", "pids": [worker.pid]},
         "c_gateway_grpc": {"grpc": f"127.0.0.1:{ports['gateway_grpc']}", "pids": both},
     }
     if triton is not None and isinstance(triton_ports, dict):
         procs.append(triton)
         triton.wait_http(f"http://127.0.0.1:{triton_ports['http']}/v2/models/echo/ready", 120)
-        targets["d_pytriton"] = {"url": f"http://127.0.0.1:{triton_ports['http']}{infer}",
-                                 "pids": [triton.pid]}  # fmt: skip
-        targets["d_pytriton_grpc"] = {"grpc": f"127.0.0.1:{triton_ports['grpc']}",
-                                      "pids": [triton.pid]}  # fmt: skip
+        targets["d_pytriton"] = {
+            "url": f"http://127.0.0.1:{triton_ports['http']}{infer}",
+            "pids": [triton.pid],
+        }
+        targets["d_pytriton_grpc"] = {
+            "grpc": f"127.0.0.1:{triton_ports['grpc']}",
+            "pids": [triton.pid],
+        }
     else:
         notes.append(f"PyTriton not measured: {triton_ports}")
     return procs, targets, notes
@@ -274,12 +311,13 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=3.0, help="Measured seconds per point.")
     parser.add_argument("--warmup", type=float, default=0.5)
     parser.add_argument("--runs", type=int, default=3, help="Interleaved repeats of every point.")
-    parser.add_argument("--concurrency", type=lambda s: [int(c) for c in s.split(",")],
-                        default=[1, 8, 32])  # fmt: skip
+    parser.add_argument(
+        "--concurrency", type=lambda s: [int(c) for c in s.split(",")], default=[1, 8, 32]
+    )
     parser.add_argument("--rows", type=int, default=1)
     parser.add_argument("--cols", type=int, default=16)
     parser.add_argument("--skip-triton", action="store_true")
-    parser.add_argument("--only", default="", help="Comma-separated subset, e.g. a,b,clients.")
+    parser.add_argument("--only", default="", help="Comma-separated subset, e.g. a,b.")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # stop children
 

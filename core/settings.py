@@ -154,6 +154,9 @@ class WorkerSettings(CommonSettings):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     worker_port: int = 8100
     worker_grpc_port: int | None = Field(None, description="A worker's OIP gRPC port (unset: off).")
+    worker_uds: str | None = Field(
+        None, description="Also serve HTTP on this unix socket, for a gateway on the same host."
+    )
     max_batch_size: int | None = Field(None, description="Override every model's batch size.")
     max_queue_delay_ms: float | None = None
     max_queue_size: int | None = None

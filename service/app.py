@@ -25,6 +25,7 @@ from starlette.types import ASGIApp
 
 from core.constants import VERSION
 from core.errors import InternalError, InvalidInput, MedserveError, http_status_of, render
+from core.heap import settle_heap
 from core.settings import GatewaySettings
 from core.validation import describe_errors, fields_of
 from model_store.manifest import Manifest
@@ -211,6 +212,7 @@ def create_app(settings: GatewaySettings, manifests: dict[str, Manifest] | None 
         if settings.grpc_port:
             service = GatewayService(models, readiness, authenticator, limiter, metrics)
             grpc_server = await start_grpc_gateway(service, settings)
+        settle_heap()
         log.info("gateway started", extra={"models": sorted(models.routes)})
         try:
             yield
