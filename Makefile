@@ -64,6 +64,7 @@ bench: install engines
 	$(BIN)/python bench/medval.py
 	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/training.py
+	$(BIN)/python bench/scale.py
 
 helm-check:
 	bash scripts/helm_check.sh

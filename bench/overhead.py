@@ -1,16 +1,18 @@
-"""Platform overhead on the echo model, four ways in one run, written to JSON.
+"""Platform overhead on the echo model, side by side with PyTriton in one run, written to JSON.
 
 (a) in-process: OIP decode, preprocess, the dynamic batcher, predict, postprocess, encode,
     in this process (no HTTP); `a_direct` is the adapter alone (no codec, no batcher);
-(b) through a `medserve worker` process (OIP v2 over HTTP);
-(c) through `medserve gateway` and that worker;
-(d) the same echo model served by PyTriton (a real Triton server; needs `make triton-env`).
+(b) through a `medserve worker` process (OIP v2 over HTTP, and `b_worker_grpc` over gRPC);
+(c) through `medserve gateway` and that worker (HTTP, and `c_gateway_grpc`);
+(d) the same echo model served by PyTriton, a real Triton server (HTTP and gRPC; needs
+    `make triton-env`).
 
-One closed-loop load generator (aiohttp, binary OIP tensors) drives (b), (c) and (d) at each
-concurrency; latency p50/p99 and throughput per target, plus the ratios the goal is stated in:
-(c) adds at most 1 ms p50 over (a) at concurrency 1; (c) at 32 reaches (d)'s throughput.
+One closed-loop load generator (bench/loadgen.py) drives every served target at each
+concurrency, `--runs` times with the targets interleaved, so each ratio compares figures taken
+minutes apart on the same machine. The goals: (c) adds at most 1 ms p50 over (a) at
+concurrency 1; (c) at 32 reaches (d)'s throughput with a p99 at most 1.5x (d)'s; in every run.
 
-    .venv/bin/python bench/overhead.py [--duration 3] [--out bench/results/overhead.json]
+    .venv/bin/python bench/overhead.py [--duration 3] [--runs 3] [--out bench/results/overhead.json]
 """
 
 from __future__ import annotations
@@ -19,23 +21,31 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.net import free_port
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.loadgen import (
+    CLI,
+    Proc,
+    Send,
+    base_env,
+    closed_loop,
+    grpc_request,
+    grpc_sender,
+    http_sender,
+    machine,
+)
+from core.net import free_port
 from core.settings import Settings
 from model_store.manifest import load_manifests
 from model_store.store import ModelStore
@@ -48,87 +58,10 @@ from workers.runtime.oip import (
     encode_request,
     encode_response,
 )
-from workers.runtime.registry import (
-    adapter_for,
-    build_tiny,
-)
+from workers.runtime.registry import adapter_for, build_tiny
 from workers.runtime.state import batch_config
 
 TRITON_VENV = ROOT / ".venv-triton"
-Send = Callable[[], Awaitable[None]]
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
-
-
-def tree_cpu_s(pids: list[int]) -> float:
-    """User+system CPU seconds of these processes and all their descendants (Linux /proc)."""
-    total, stack, seen = 0, list(pids), set()
-    while stack:
-        pid = stack.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-            for task in os.listdir(f"/proc/{pid}/task"):
-                children = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
-                stack.extend(int(c) for c in children)
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-async def closed_loop(
-    send: Send, concurrency: int, duration: float, warmup: float, pids: list[int] | None = None
-) -> dict:
-    """`concurrency` users each sending back to back; measured after `warmup` seconds.
-
-    With `pids`, also the servers' CPU time per request: unlike latency on a shared machine,
-    it does not depend on what else runs there."""
-    latencies: list[float] = []
-    errors = 0
-    state = {"measure": False, "stop": False}
-
-    async def user() -> None:
-        nonlocal errors
-        while not state["stop"]:
-            t0 = time.perf_counter()
-            try:
-                await send()
-            except Exception:
-                errors += 1
-                continue
-            if state["measure"]:
-                latencies.append(time.perf_counter() - t0)
-
-    users = [asyncio.ensure_future(user()) for _ in range(concurrency)]
-    await asyncio.sleep(warmup)
-    state["measure"] = True
-    cpu0 = tree_cpu_s(pids) if pids else 0.0
-    started = time.perf_counter()
-    await asyncio.sleep(duration)
-    state["measure"] = False
-    elapsed = time.perf_counter() - started
-    cpu = tree_cpu_s(pids) - cpu0 if pids else None
-    state["stop"] = True
-    await asyncio.gather(*users)
-    ms = [x * 1000 for x in latencies]
-    return {
-        "concurrency": concurrency,
-        "requests": len(ms),
-        "errors": errors,
-        "p50_ms": round(percentile(ms, 50), 3),
-        "p99_ms": round(percentile(ms, 99), 3),
-        "mean_ms": round(float(np.mean(ms)), 3) if ms else None,
-        "throughput_rps": round(len(ms) / elapsed, 1),
-        "server_cpu_ms_per_request": round(1000 * cpu / len(ms), 3) if cpu and ms else None,
-    }
-
-
-# --- targets ---------------------------------------------------------------------------------
 
 
 def load_echo(model_dir: Path) -> ModelAdapter:
@@ -149,9 +82,7 @@ def in_process_sender(adapter: ModelAdapter, batcher: Batcher, body: bytes, leng
 
 
 def direct_sender(adapter: ModelAdapter, body: bytes, length: int) -> Send:
-    from workers.runtime.oip import InferRequest
-
-    request: InferRequest = decode_request(body, length)
+    request = decode_request(body, length)
 
     async def send() -> None:
         adapter.postprocess(request, adapter.predict(adapter.preprocess(request)))
@@ -160,96 +91,7 @@ def direct_sender(adapter: ModelAdapter, body: bytes, length: int) -> Send:
     return send
 
 
-def http_sender(session: Any, url: str, body: bytes, length: int) -> Send:
-    headers = {HEADER_LENGTH: str(length)}
-
-    async def send() -> None:
-        async with session.post(url, data=body, headers=headers) as resp:
-            await resp.read()
-            if resp.status != 200:
-                raise RuntimeError(f"HTTP {resp.status}")
-
-    return send
-
-
-def httpx_sender(client: Any, url: str, body: bytes, length: int) -> Send:
-    headers = {HEADER_LENGTH: str(length)}
-
-    async def send() -> None:
-        resp = await client.post(url, content=body, headers=headers)
-        if resp.status_code != 200:
-            raise RuntimeError(f"HTTP {resp.status_code}")
-
-    return send
-
-
-async def compare_clients(args: argparse.Namespace, url: str, body: bytes, length: int) -> dict:
-    """aiohttp (what OIPClient uses) against httpx.AsyncClient, same worker, same requests."""
-    import aiohttp
-    import httpx
-
-    out: dict[str, list[dict]] = {"aiohttp": [], "httpx": []}
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with (
-        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session,
-        httpx.AsyncClient(limits=limits) as client,
-    ):
-        for concurrency in (1, 32):
-            for name, send in (
-                ("aiohttp", http_sender(session, url, body, length)),
-                ("httpx", httpx_sender(client, url, body, length)),
-            ):
-                row = await closed_loop(send, concurrency, args.duration / 2, args.warmup)
-                out[name].append(row)
-                print(f"{'client ' + name:>16} c={concurrency:<3} p50 {row['p50_ms']:8.3f} ms  "
-                      f"{row['throughput_rps']:8.1f} req/s", flush=True)  # fmt: skip
-    return out
-
-
-# --- processes -------------------------------------------------------------------------------
-
-
-class Proc:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.log = (log_dir / f"{name}.log").open("wb")
-        self.proc = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
-        )
-
-    def wait_http(self, url: str, timeout: float) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}")
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"{self.name} not ready at {url} after {timeout}s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
-def base_env(model_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDSERVE_")}
-    env.update(MEDSERVE_MODEL_DIR=str(model_dir), MEDSERVE_LOG_LEVEL="WARNING")
-    return env
-
-
-def start_triton(log_dir: Path) -> tuple[Proc, int] | tuple[None, str]:
+def start_triton(log_dir: Path) -> tuple[Proc | None, dict[str, int] | str]:
     python = TRITON_VENV / "bin" / "python"
     if not python.exists():
         return None, f"{TRITON_VENV} is missing: run `make triton-env`"
@@ -261,102 +103,206 @@ def start_triton(log_dir: Path) -> tuple[Proc, int] | tuple[None, str]:
     ).stdout.strip()
     env = dict(os.environ)
     env["LD_LIBRARY_PATH"] = f"{libdir}:{env.get('LD_LIBRARY_PATH', '')}".rstrip(":")
-    port = free_port()
-    argv = [str(python), str(ROOT / "bench" / "pytriton_echo.py"), "--http-port", str(port)]
-    argv += ["--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
-    return Proc("pytriton", argv, env, log_dir), port
-
-
-# --- the run ---------------------------------------------------------------------------------
+    ports = {"http": free_port(), "grpc": free_port()}
+    argv = [
+        str(python),
+        str(ROOT / "bench" / "pytriton_echo.py"),
+        "--http-port",
+        str(ports["http"]),
+        "--grpc-port",
+        str(ports["grpc"]),
+        "--metrics-port",
+        str(free_port()),
+    ]
+    return Proc("pytriton", argv, env, log_dir), ports
 
 
 async def measure_all(
-    args: argparse.Namespace, urls: dict[str, str], pids: dict[str, list[int]], adapter: Any
-) -> dict:
+    args: argparse.Namespace, targets: dict[str, dict[str, Any]], adapter: ModelAdapter
+) -> dict[str, list[dict]]:
+    """Every target at every concurrency, `args.runs` times, interleaved."""
     import aiohttp
+    import grpc
 
     x = np.arange(args.rows * args.cols, dtype=np.float32).reshape(args.rows, args.cols)
     body, length = encode_request({"INPUT0": x})
     assert length is not None
-    settings = Settings.model_construct()  # defaults, as the worker (env stripped) has
-    batcher = Batcher(adapter, batch_config(settings, adapter))
+    batcher = Batcher(adapter, batch_config(Settings.model_construct(), adapter))
     batcher.start()
     results: dict[str, list[dict]] = {}
+    channels = {
+        name: grpc.aio.insecure_channel(t["grpc"]) for name, t in targets.items() if "grpc" in t
+    }
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=30)
     async with aiohttp.ClientSession(connector=connector) as session:
-        for name, url in urls.items():  # answers are right before anything is timed
-            async with session.post(url, data=body, headers={HEADER_LENGTH: str(length)}) as r:
-                data = await r.read()
-                out = decode_response(data, int(r.headers[HEADER_LENGTH]))
-                np.testing.assert_array_equal(out.outputs["OUTPUT0"], x)
-                print(f"{name}: answers correctly", flush=True)
         senders: dict[str, Send] = {
             "a_in_process": in_process_sender(adapter, batcher, body, length)
         }
-        senders.update(
-            {name: http_sender(session, url, body, length) for name, url in urls.items()}
-        )
+        for name, target in targets.items():
+            if "url" in target:  # the answer is right before anything is timed
+                async with session.post(
+                    target["url"], data=body, headers={HEADER_LENGTH: str(length)}
+                ) as r:
+                    out = decode_response(await r.read(), int(r.headers[HEADER_LENGTH]))
+                    np.testing.assert_array_equal(out.outputs["OUTPUT0"], x)
+                senders[name] = http_sender(session, target["url"], body, length)
+            else:
+                senders[name] = grpc_sender(channels[name], grpc_request("echo", x))
+                await senders[name]()
         results["a_direct"] = [
             await closed_loop(direct_sender(adapter, body, length), 1, args.duration, args.warmup)
         ]
         only = {part.strip() for part in args.only.split(",") if part.strip()}
-        for name, send in senders.items():
-            if only and name.split("_")[0] not in only:
-                continue
-            results[name] = []
-            for concurrency in args.concurrency:
-                row = await closed_loop(
-                    send, concurrency, args.duration, args.warmup, pids.get(name)
-                )
-                results[name].append(row)
-                print(f"{name:>16} c={concurrency:<3} p50 {row['p50_ms']:8.3f} ms  "
-                      f"p99 {row['p99_ms']:8.3f} ms  {row['throughput_rps']:8.1f} req/s  "
-                      f"cpu/req {row['server_cpu_ms_per_request']} ms  "
-                      f"errors {row['errors']}", flush=True)  # fmt: skip
-        if not only or "clients" in only:
-            results["clients_to_worker"] = await compare_clients(  # type: ignore[assignment]
-                args, urls["b_worker"], body, length
-            )
+        for run in range(args.runs):
+            for name, send in senders.items():
+                if only and name.split("_")[0] not in only:
+                    continue
+                for concurrency in args.concurrency:
+                    pids = targets.get(name, {}).get("pids")
+                    row = await closed_loop(send, concurrency, args.duration, args.warmup, pids)
+                    row["run"] = run
+                    results.setdefault(name, []).append(row)
+                    print(
+                        f"run {run} {name:>16} c={concurrency:<3} p50 {row['p50_ms']:8.3f} ms"
+                        f"  p99 {row['p99_ms']:8.3f} ms  {row['throughput_rps']:8.1f} req/s"
+                        f"  cpu/req {row['server_cpu_ms_per_request']} ms  errors "
+                        f"{row['errors']}",
+                        flush=True,
+                    )
+    for channel in channels.values():
+        await channel.close()
     await batcher.close()
     return results
 
 
-def ratios(results: dict[str, list[dict]]) -> dict[str, Any]:
-    def at(name: str, c: int) -> dict | None:
-        return next((r for r in results.get(name, []) if r["concurrency"] == c), None)
+def ratios(results: dict[str, list[dict]], runs: int) -> dict[str, Any]:
+    """Each goal's ratio per run (both sides from that run), its median, and whether every run
+    meets it."""
 
-    out: dict[str, Any] = {}
-    a1, b1, c1 = at("a_in_process", 1), at("b_worker", 1), at("c_gateway_worker", 1)
-    if a1 and c1:
-        out["c_minus_a_p50_ms_at_1"] = round(c1["p50_ms"] - a1["p50_ms"], 3)
-        out["goal_c_adds_at_most_1ms_p50_at_1"] = out["c_minus_a_p50_ms_at_1"] <= 1.0
-    if a1 and b1:
-        out["b_minus_a_p50_ms_at_1"] = round(b1["p50_ms"] - a1["p50_ms"], 3)
-    if b1 and c1:
-        out["gateway_hop_p50_ms_at_1"] = round(c1["p50_ms"] - b1["p50_ms"], 3)
-    for c in (1, 8, 32):
-        cc, dd, bb = at("c_gateway_worker", c), at("d_pytriton", c), at("b_worker", c)
-        if cc and dd:
-            out[f"c_over_d_throughput_at_{c}"] = round(
-                cc["throughput_rps"] / dd["throughput_rps"], 3
-            )
-        if bb and dd:
-            out[f"b_over_d_throughput_at_{c}"] = round(
-                bb["throughput_rps"] / dd["throughput_rps"], 3
-            )
-        for name, key in ((bb, "b"), (cc, "c")):
-            if (
-                name
-                and dd
-                and name["server_cpu_ms_per_request"]
-                and dd["server_cpu_ms_per_request"]
-            ):
-                out[f"{key}_over_d_server_cpu_per_request_at_{c}"] = round(
-                    name["server_cpu_ms_per_request"] / dd["server_cpu_ms_per_request"], 3
+    def at(name: str, c: int, run: int) -> dict | None:
+        rows = [r for r in results.get(name, []) if r["concurrency"] == c]
+        return next((r for r in rows if r.get("run", 0) == run), None)
+
+    pairs = (  # key, target, the PyTriton side it is compared with
+        ("b", "b_worker", "d_pytriton"),
+        ("c", "c_gateway_worker", "d_pytriton"),
+        ("c_uds", "c_gateway_uds", "d_pytriton"),
+        ("b_grpc", "b_worker_grpc", "d_pytriton_grpc"),
+        ("c_grpc", "c_gateway_grpc", "d_pytriton_grpc"),
+    )
+    per_run: list[dict[str, float]] = []
+    for run in range(runs):
+        out: dict[str, float] = {}
+        a1 = at("a_in_process", 1, run)
+        for key, name in (("c", "c_gateway_worker"), ("c_uds", "c_gateway_uds")):
+            c1 = at(name, 1, run)
+            if a1 and c1:
+                out[f"{key}_minus_a_p50_ms_at_1"] = round(c1["p50_ms"] - a1["p50_ms"], 3)
+        for key, name, base in pairs:
+            for c in (1, 8, 32):
+                row, dd = at(name, c, run), at(base, c, run)
+                if not (row and dd and dd["throughput_rps"]):
+                    continue
+                out[f"{key}_over_d_throughput_at_{c}"] = round(
+                    row["throughput_rps"] / dd["throughput_rps"], 3
                 )
-    if "c_over_d_throughput_at_32" in out:
-        out["goal_c_reaches_d_throughput_at_32"] = out["c_over_d_throughput_at_32"] >= 1.0
-    return out
+                out[f"{key}_over_d_p99_at_{c}"] = round(row["p99_ms"] / dd["p99_ms"], 3)
+                rc, dc = row["server_cpu_ms_per_request"], dd["server_cpu_ms_per_request"]
+                if rc and dc:
+                    out[f"{key}_over_d_server_cpu_per_request_at_{c}"] = round(rc / dc, 3)
+        per_run.append(out)
+    keys = sorted({k for run in per_run for k in run})
+    median = {k: round(float(np.median([r[k] for r in per_run if k in r])), 3) for k in keys}
+    goals = {
+        "c_adds_at_most_1ms_p50_at_1": ("c_minus_a_p50_ms_at_1", lambda v: v <= 1.0),
+        "c_reaches_d_throughput_at_32": ("c_over_d_throughput_at_32", lambda v: v >= 1.0),
+        "c_p99_at_most_1_5x_d_at_32": ("c_over_d_p99_at_32", lambda v: v <= 1.5),
+    }
+    met = {
+        goal: all(check(r[key]) for r in per_run if key in r) if key in median else None
+        for goal, (key, check) in goals.items()
+    }
+    return {"per_run": per_run, "median": median, "goals_met_in_every_run": met}
+
+
+def start_servers(
+    args: argparse.Namespace, scratch: Path, env: dict[str, str]
+) -> tuple[list[Proc], dict[str, dict[str, Any]], list[str]]:
+    """Worker, gateway (HTTP and gRPC) and PyTriton; the targets to measure."""
+    ports = {k: free_port() for k in ("worker", "worker_grpc", "gateway", "gateway_grpc")}
+    procs: list[Proc] = []
+    notes: list[str] = []
+    uds = str(scratch / "worker.sock")
+    worker = Proc(
+        "worker",
+        [
+            *CLI,
+            "worker",
+            "--models",
+            "echo",
+            "--port",
+            str(ports["worker"]),
+            "--grpc-port",
+            str(ports["worker_grpc"]),
+            "--uds",
+            uds,
+        ],
+        env,
+        scratch,
+    )
+    procs.append(worker)
+    gateway_env = {
+        **env,
+        "MEDSERVE_HOME": str(scratch),
+        "MEDSERVE_ROUTES": json.dumps({"echo": f"http://127.0.0.1:{ports['worker']}"}),
+        "MEDSERVE_GRPC_PORT": str(ports["gateway_grpc"]),
+    }
+    gateway = Proc(
+        "gateway", [*CLI, "gateway", "--port", str(ports["gateway"])], gateway_env, scratch
+    )
+    procs.append(gateway)
+    ports["gateway_uds"] = free_port()
+    uds_env = {
+        **env,
+        "MEDSERVE_HOME": str(scratch / "uds"),
+        "MEDSERVE_ROUTES": json.dumps({"echo": f"unix:{uds}"}),
+    }
+    gateway_uds = Proc(
+        "gateway-uds", [*CLI, "gateway", "--port", str(ports["gateway_uds"])], uds_env, scratch
+    )
+    procs.append(gateway_uds)
+    triton, triton_ports = (
+        (None, "skipped (--skip-triton)") if args.skip_triton else start_triton(scratch)
+    )
+    worker.wait_http(f"http://127.0.0.1:{ports['worker']}/v2/health/ready", 60)
+    gateway.wait_http(f"http://127.0.0.1:{ports['gateway']}/readyz", 60)
+    gateway_uds.wait_http(f"http://127.0.0.1:{ports['gateway_uds']}/readyz", 60)
+    infer = "/v2/models/echo/infer"
+    both = [gateway.pid, worker.pid]
+    targets: dict[str, dict[str, Any]] = {
+        "b_worker": {"url": f"http://127.0.0.1:{ports['worker']}{infer}", "pids": [worker.pid]},
+        "c_gateway_worker": {"url": f"http://127.0.0.1:{ports['gateway']}{infer}", "pids": both},
+        "c_gateway_uds": {
+            "url": f"http://127.0.0.1:{ports['gateway_uds']}{infer}",
+            "pids": [gateway_uds.pid, worker.pid],
+        },
+        "b_worker_grpc": {"grpc": f"127.0.0.1:{ports['worker_grpc']}", "pids": [worker.pid]},
+        "c_gateway_grpc": {"grpc": f"127.0.0.1:{ports['gateway_grpc']}", "pids": both},
+    }
+    if triton is not None and isinstance(triton_ports, dict):
+        procs.append(triton)
+        triton.wait_http(f"http://127.0.0.1:{triton_ports['http']}/v2/models/echo/ready", 120)
+        targets["d_pytriton"] = {
+            "url": f"http://127.0.0.1:{triton_ports['http']}{infer}",
+            "pids": [triton.pid],
+        }
+        targets["d_pytriton_grpc"] = {
+            "grpc": f"127.0.0.1:{triton_ports['grpc']}",
+            "pids": [triton.pid],
+        }
+    else:
+        notes.append(f"PyTriton not measured: {triton_ports}")
+    return procs, targets, notes
 
 
 def main() -> None:
@@ -364,66 +310,30 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "overhead.json")
     parser.add_argument("--duration", type=float, default=3.0, help="Measured seconds per point.")
     parser.add_argument("--warmup", type=float, default=0.5)
-    parser.add_argument("--concurrency", type=lambda s: [int(c) for c in s.split(",")],
-                        default=[1, 8, 32])  # fmt: skip
+    parser.add_argument("--runs", type=int, default=3, help="Interleaved repeats of every point.")
+    parser.add_argument(
+        "--concurrency", type=lambda s: [int(c) for c in s.split(",")], default=[1, 8, 32]
+    )
     parser.add_argument("--rows", type=int, default=1)
     parser.add_argument("--cols", type=int, default=16)
     parser.add_argument("--skip-triton", action="store_true")
-    parser.add_argument("--only", default="", help="Comma-separated subset, e.g. a,b (debugging).")
+    parser.add_argument("--only", default="", help="Comma-separated subset, e.g. a,b.")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))  # stop children
 
-    load_start = os.getloadavg()
+    start = machine()
     scratch = Path(tempfile.mkdtemp(prefix="medserve-bench-"))
-    model_dir = scratch / "models"
-    adapter = load_echo(model_dir)
-    env = base_env(model_dir)
-    bin_dir = Path(sys.executable).parent
-    worker_port, gateway_port = free_port(), free_port()
+    adapter = load_echo(scratch / "models")
     procs: list[Proc] = []
-    notes: list[str] = []
     try:
-        worker = Proc("worker", [str(bin_dir / "medserve"), "worker", "--models", "echo",
-                                 "--port", str(worker_port)], env, scratch)  # fmt: skip
-        procs.append(worker)
-        gateway_env = {**env, "MEDSERVE_ROUTES": json.dumps({"echo": f"http://127.0.0.1:{worker_port}"}),
-                       "MEDSERVE_HOME": str(scratch)}  # fmt: skip
-        gateway = Proc("gateway", [str(bin_dir / "medserve"), "gateway", "--port",
-                                   str(gateway_port)], gateway_env, scratch)  # fmt: skip
-        procs.append(gateway)
-        triton, triton_port = (
-            (None, "skipped (--skip-triton)") if args.skip_triton else start_triton(scratch)
-        )
-        if triton is not None:
-            procs.append(triton)
-        worker.wait_http(f"http://127.0.0.1:{worker_port}/v2/health/ready", 60)
-        gateway.wait_http(f"http://127.0.0.1:{gateway_port}/readyz", 60)
-        urls = {
-            "b_worker": f"http://127.0.0.1:{worker_port}/v2/models/echo/infer",
-            "c_gateway_worker": f"http://127.0.0.1:{gateway_port}/v2/models/echo/infer",
-        }
-        if triton is not None:
-            triton.wait_http(f"http://127.0.0.1:{triton_port}/v2/models/echo/ready", 120)
-            urls["d_pytriton"] = f"http://127.0.0.1:{triton_port}/v2/models/echo/infer"
-        else:
-            notes.append(f"PyTriton not measured: {triton_port}")
-        try:
-            import uvloop
+        procs, targets, notes = start_servers(args, scratch, base_env(scratch / "models"))
+        import uvloop
 
-            uvloop.install()
-        except ImportError:
-            pass
-        pids = {
-            "b_worker": [worker.proc.pid],
-            "c_gateway_worker": [gateway.proc.pid, worker.proc.pid],
-        }
-        if triton is not None:
-            pids["d_pytriton"] = [triton.proc.pid]
-        results = asyncio.run(measure_all(args, urls, pids, adapter))
+        uvloop.install()
+        results = asyncio.run(measure_all(args, targets, adapter))
     finally:
         for proc in procs:
             proc.stop()
-    load_end = os.getloadavg()
     report = {
         "benchmark": "overhead",
         "model": "echo",
@@ -431,31 +341,27 @@ def main() -> None:
             "input": "INPUT0",
             "datatype": "FP32",
             "shape": [args.rows, args.cols],
-            "encoding": "binary tensors",
+            "encoding": "binary tensors (HTTP) / raw contents (gRPC)",
         },
-        "client": "aiohttp closed loop, one process, same for b, c and d",
+        "client": "one closed-loop client process (aiohttp, grpc.aio), the same for b, c and d",
         "duration_s": args.duration,
         "warmup_s": args.warmup,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            "loadavg_start": load_start,
-            "loadavg_end": load_end,
-        },
+        "runs": args.runs,
+        "machine": {**start, "loadavg_end": os.getloadavg()},
         "batching": batch_config(Settings.model_construct(), adapter).__dict__,
         "results": results,
-        "ratios": ratios(results),
+        "ratios": ratios(results, args.runs),
         "notes": [
             *notes,
-            "client, gateway, worker and Triton share this machine's CPUs; on few cores the "
-            "load generator competes with the servers it measures",
+            "client, gateway, worker and Triton share this machine's CPUs; on few "
+            "cores the load generator competes with the servers it measures",
         ],
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    print(json.dumps(report["ratios"], indent=2))
+    print(json.dumps(report["ratios"]["median"], indent=2))
+    print(json.dumps(report["ratios"]["goals_met_in_every_run"], indent=2))
     print(f"wrote {args.out}")
 
 

@@ -1,6 +1,8 @@
-"""`medserve models list|pull|tiny|verify`."""
+"""`medserve models list|pull|import|tiny|verify`."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -62,6 +64,21 @@ def pull(
             console.print(f"[red]{name}: {exc.message}[/red]")
             raise typer.Exit(1) from None
         console.print(f"{name}: pulled ({resolved.digest[:19]})")
+
+
+@app.command("import")
+def import_files(
+    name: str,
+    files: list[Path] = typer.Argument(..., help="The released weight files, as downloaded."),
+) -> None:
+    """Put weights published outside the Hugging Face Hub into the store (hashed and locked)."""
+    store = _store()
+    try:
+        resolved = store.import_files(name, files)
+    except MedserveError as exc:
+        console.print(f"[red]{name}: {exc.message}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"{name}: imported ({resolved.digest[:19]}) in {resolved.path}")
 
 
 @app.command()

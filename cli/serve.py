@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +110,58 @@ def plan_models(settings: Any, names: list[str]) -> tuple[list[str], dict[str, s
     return servable, skipped, tiny
 
 
-def _child_env(settings: Any, redis_url: str, routes: dict[str, str]) -> dict[str, str]:
+def placement(settings: Any, servable: list[str], tiny: Sequence[str] = ()) -> list[Any]:
+    """The worker plan: from MEDSERVE_PLACEMENT_FILE, else computed from the manifests'
+    resources and this machine's GPUs (MEDSERVE_GPUS), else CPU workers (MEDSERVE_NUM_WORKERS).
+    A model served with tiny random weights needs no GPU memory (and runs on a CPU)."""
+    from cli.devices import machine_gpus
+    from cli.placement import Need, load_plan, plan
+    from model_store.store import ModelStore
+    from workers.runtime.families import load_manifests
+
+    manifests = load_manifests()
+    store = ModelStore(settings.model_root, manifests)
+    needs = []
+    for name in servable:
+        res = manifests[name].resources
+        if name in tiny or (store.info(name) or {}).get("weights") == "random-tiny":
+            needs.append(Need(name, 0.0, True, res.replicas))
+        else:
+            needs.append(Need(name, res.min_gpu_memory_gb, res.cpu_ok, res.replicas))
+    gpus = machine_gpus(settings.gpus)
+    if settings.placement_file:
+        return load_plan(Path(settings.placement_file), needs, gpus)
+    return plan(needs, gpus, settings.num_workers)
+
+
+def worker_children(
+    workers: list[Any], env: dict[str, str]
+) -> tuple[list[tuple[str, list[str], dict[str, str]]], dict[str, list[str]], dict[str, str]]:
+    """(name, argv, env) per planned worker, the routes (model -> URLs) and URL -> device."""
+    from cli.devices import visible_device
+    from core.net import free_port
+
+    children, routes, devices = [], {}, {}
+    mixed = any(w.device != "cpu" for w in workers)  # then a CPU worker is so on purpose
+    for i, worker in enumerate(workers):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        argv = [sys.executable, "-m", "cli", "worker", "--models", ",".join(worker.models),
+                "--port", str(port)]  # fmt: skip
+        child_env = dict(env)
+        if worker.device.startswith("cuda:"):  # one GPU per worker: it sees only its own
+            argv += ["--device", "cuda"]
+            child_env["CUDA_VISIBLE_DEVICES"] = visible_device(int(worker.device[5:]))
+        elif mixed:
+            argv += ["--device", "cpu"]
+        children.append((f"worker-{i}", argv, child_env))
+        for name in worker.models:
+            routes.setdefault(name, []).append(url)
+        devices[url] = worker.device
+    return children, routes, devices
+
+
+def _child_env(settings: Any, redis_url: str, routes: dict[str, list[str]]) -> dict[str, str]:
     env = dict(os.environ)
     env["MEDSERVE_HOME"] = str(Path(settings.home).resolve())
     env["MEDSERVE_MODEL_DIR"] = str(Path(settings.model_root).resolve())
@@ -162,9 +214,10 @@ def serve(
 ) -> None:
     """Run everything on this machine: Redis (embedded if unset), workers, job runner, gateway."""
     from cli.embedded_redis import EmbeddedRedis
+    from cli.placement import describe
     from cli.supervisor import ChildSpec, Supervisor
+    from core.errors import MedserveError
     from core.logging import configure_logging
-    from core.net import free_port
 
     settings = _settings(insecure=True if insecure else None, models=models)
     host = host or settings.host
@@ -187,6 +240,13 @@ def serve(
             name,
         )
 
+    try:
+        workers = placement(settings, servable, tiny)
+    except MedserveError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    log.info("%s", describe(workers))
+
     redis = None
     supervisor = Supervisor()
     ready_watch = threading.Event()
@@ -196,19 +256,11 @@ def serve(
             redis = EmbeddedRedis(Path(settings.home).resolve() / "redis")
             redis_url = redis.start()
             log.info("embedded Redis at %s", redis_url)
-        count = max(1, min(settings.num_workers, len(servable)))
-        groups = [servable[i::count] for i in range(count)]
-        ports = [free_port() for _ in groups]
-        routes = {
-            m: f"http://127.0.0.1:{p}"
-            for group, p in zip(groups, ports, strict=True)
-            for m in group
-        }
+        children, routes, devices = worker_children(workers, {})
         env = _child_env(settings, redis_url, routes)
+        for name, argv, extra in children:
+            supervisor.add(ChildSpec(name, argv, {**env, **extra}))
         cli = [sys.executable, "-m", "cli"]
-        for i, (group, worker_port) in enumerate(zip(groups, ports, strict=True)):
-            argv = [*cli, "worker", "--models", ",".join(group), "--port", str(worker_port)]
-            supervisor.add(ChildSpec(f"worker-{i}", argv, env))
         if "jobs-worker" in COMMANDS:
             supervisor.add(ChildSpec("jobs-worker", [*cli, "jobs-worker"], env))
             training = [*cli, "jobs-worker", "--queue", "training"]  # its own queue and process
@@ -220,8 +272,9 @@ def serve(
                                  name="medserve-ready", daemon=True)  # fmt: skip
         watch.start()
         gateway_settings = settings.model_copy(
-            update={"routes": routes, "worker_urls": [], "redis_url": redis_url}
-        )
+            update={"routes": routes, "worker_urls": [], "redis_url": redis_url,
+                    "worker_devices": devices}
+        )  # fmt: skip
         run_gateway(gateway_settings, host, port)
     finally:
         ready_watch.set()

@@ -30,6 +30,7 @@ def uvicorn_config(app: Any, host: str, port: int, drain_s: float, **options: An
         log_config=None,
         timeout_graceful_shutdown=int(max(1, drain_s)),
         backlog=2048,
+        proxy_headers=False,  # no proxy headers are read; the middleware costs per request
         timeout_keep_alive=75,
         **options,
     )

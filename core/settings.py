@@ -42,11 +42,15 @@ class CommonSettings(BaseSettings):
     )
 
     # How a gateway or a job runner reaches the model workers.
-    routes: dict[str, str] = Field(
-        default_factory=dict, description='Model -> worker base URL, JSON: {"echo": "http://..."}.'
+    routes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Model -> worker base URL(s), JSON: {"echo": "http://a"} or '
+        '{"echo": ["http://a", "http://b"]} (replicas: balanced per request).',
     )
     worker_urls: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Workers whose model index the gateway discovers."
+        default_factory=list,
+        description="Workers whose model index is discovered; `dns+http://host:port` stands "
+        "for every address of `host` (a headless Service: one replica per pod).",
     )
     upstream_timeout_s: float = 600.0
     max_body_mb: float = Field(512.0, description="Largest request body accepted.")
@@ -72,6 +76,13 @@ class CommonSettings(BaseSettings):
     @classmethod
     def _csv_urls(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _route_lists(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: [v] if isinstance(v, str) else v for k, v in value.items()}
+        return value
 
     @property
     def model_root(self) -> Path:
@@ -101,6 +112,11 @@ class GatewaySettings(CommonSettings):
         "at the door (load shedding), probes and metrics excepted.",
     )
     health_interval_s: float = 1.0
+    worker_devices: dict[str, str] = Field(
+        default_factory=dict,
+        description="Worker URL -> device it runs on (`serve` sets it from its placement plan; "
+        "shown per replica in /v1/models).",
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -140,6 +156,9 @@ class WorkerSettings(CommonSettings):
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     worker_port: int = 8100
     worker_grpc_port: int | None = Field(None, description="A worker's OIP gRPC port (unset: off).")
+    worker_uds: str | None = Field(
+        None, description="Also serve HTTP on this unix socket, for a gateway on the same host."
+    )
     max_batch_size: int | None = Field(None, description="Override every model's batch size.")
     max_queue_delay_ms: float | None = None
     max_queue_size: int | None = None
@@ -167,4 +186,14 @@ class JobSettings(CommonSettings):
 class Settings(GatewaySettings, WorkerSettings, JobSettings):
     """Every role's settings at once: what `medserve serve` (the embedded default) reads."""
 
-    num_workers: int = Field(1, description="Worker processes `serve` starts (models spread).")
+    num_workers: int = Field(
+        1, description="Worker processes `serve` starts when there is no GPU (models spread)."
+    )
+    gpus: str | None = Field(
+        None,
+        description="GPUs `serve` places workers on: `0,1` or with memory `0:80,1:80` (GB); "
+        "`none` for CPU only; unset: torch's view when torch is installed, else none.",
+    )
+    placement_file: Path | None = Field(
+        None, description="YAML/JSON placement plan replacing the computed one (docs/scaling.md)."
+    )

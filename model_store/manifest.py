@@ -112,10 +112,16 @@ class Batching(BaseModel):
 
 
 class Resources(BaseModel):
+    """What the model needs to run; `medserve serve` places workers from it (docs/scaling.md)."""
+
     model_config = ConfigDict(extra="forbid")
 
     min_gpu_memory_gb: float = 0.0
     cpu_ok: bool = True
+    replicas: int | None = Field(
+        None, ge=1, description="Workers to serve it on one machine: unset = one on every GPU it "
+        "fits on (one worker without GPUs); N = at most N.",
+    )  # fmt: skip
 
 
 class Manifest(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from model_store.lock import LockFile, is_pinned
 from model_store.manifest import ExtraSource, Manifest, Source, SourceFile
 
 MARKER = STORE_MARKER
+IMPORTED = "imported"  # the lock's repo and revision of files imported from outside the Hub
 Weights = Literal["pulled", "random-tiny", "random-full"]
 
 
@@ -215,6 +217,29 @@ class ModelStore:
         revisions = {e.repo_id: e.revision for e in source.extra_sources}
         info = write_marker(target, manifest, "pulled", revision=source.revision,
                             extra_revisions=revisions)  # fmt: skip
+        return ResolvedModel(manifest, target, "pulled", info["digest"], info)
+
+    def import_files(self, name: str, files: list[Path]) -> ResolvedModel:
+        """Released files obtained outside the Hub (a GitHub release, a shared folder) into the
+        store as `pulled` weights: each copied under its own name, their sha256 recorded in the
+        lock at the first import; a later import must bring the same bytes."""
+        manifest = self.manifest(name)
+        if manifest.source is not None:
+            raise WeightsUnavailable(f"model '{name}' is on the Hub: `medserve models pull {name}`")
+        missing = [str(f) for f in files if not Path(f).is_file()]
+        if not files or missing:
+            raise WeightsUnavailable(f"no such file: {missing[0] if missing else '(none given)'}")
+        target = self.path(name)
+        info = self.info(name)
+        if target.exists() and (info is None or info["weights"] != "pulled"):
+            shutil.rmtree(target)  # tiny random weights or a half-finished copy
+        target.mkdir(parents=True, exist_ok=True)
+        (target / MARKER).unlink(missing_ok=True)
+        for path in files:
+            shutil.copyfile(path, target / Path(path).name)
+        _, hashes = tree_digest(target)
+        LockFile(self.root).record_or_check(name, IMPORTED, IMPORTED, hashes)
+        info = write_marker(target, manifest, "pulled", revision=IMPORTED)
         return ResolvedModel(manifest, target, "pulled", info["digest"], info)
 
 

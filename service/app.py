@@ -5,9 +5,10 @@ It never imports torch: model work happens in workers, reached through `ModelRou
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from core.constants import VERSION
 from core.errors import InternalError, InvalidInput, MedserveError, http_status_of, render
+from core.heap import settle_heap
 from core.settings import GatewaySettings
 from core.validation import describe_errors, fields_of
 from model_store.manifest import Manifest
@@ -34,6 +37,7 @@ from service.middleware import GatewayMiddleware, is_oip
 from service.model_router import ModelRouter
 from service.readiness import Readiness
 from service.routes import ROUTER_MODULES
+from service.routes.oip import InferFastPath
 from workers.jobs.control import JobControl
 from workers.runtime.llm_client import LLMClient
 
@@ -119,7 +123,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _answer(request, cls(message), dict(exc.headers or {}))
 
     async def on_any(request: Request, exc: Exception) -> Response:
-        log.error("unhandled error on %s", request.url.path, exc_info=exc)
+        # Starlette re-raises it after this answer; the gateway middleware logs it once.
         return _answer(request, InternalError("internal error; see the server log"))
 
     app.add_exception_handler(MedserveError, on_medserve)
@@ -174,6 +178,16 @@ def _install_docs(app: FastAPI, auth_enabled: bool) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+class GatewayApp(FastAPI):
+    """FastAPI with the gateway's own layers outermost: `front` (the gateway middleware) around
+    the OIP inference fast path around FastAPI's usual stack."""
+
+    front: Callable[[ASGIApp], ASGIApp]
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return self.front(InferFastPath(super().build_middleware_stack()))
+
+
 def create_app(settings: GatewaySettings, manifests: dict[str, Manifest] | None = None) -> FastAPI:
     """The gateway app; `manifests` defaults to the ones shipped in `model_store/manifests`."""
     metrics = GatewayMetrics()
@@ -198,6 +212,7 @@ def create_app(settings: GatewaySettings, manifests: dict[str, Manifest] | None 
         if settings.grpc_port:
             service = GatewayService(models, readiness, authenticator, limiter, metrics)
             grpc_server = await start_grpc_gateway(service, settings)
+        settle_heap()
         log.info("gateway started", extra={"models": sorted(models.routes)})
         try:
             yield
@@ -211,7 +226,7 @@ def create_app(settings: GatewaySettings, manifests: dict[str, Manifest] | None 
                 await llm.close()
             await limiter.close()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="medserve",
         version=VERSION,
         description=DESCRIPTION,
@@ -230,7 +245,7 @@ def create_app(settings: GatewaySettings, manifests: dict[str, Manifest] | None 
         module = importlib.import_module(module_name)
         app.include_router(module.router)
     _install_docs(app, authenticator.enabled)
-    app.add_middleware(
+    app.front = functools.partial(
         GatewayMiddleware,
         max_body_bytes=int(settings.max_body_mb * (1 << 20)),
         max_inflight=settings.max_inflight,

@@ -49,9 +49,15 @@ class GatewayMetrics:
             ["model", "code"],
             registry=self.registry,
         )
+        self.upstream_retries = Counter(
+            "medserve_upstream_retries_total",
+            "Requests handed to another replica after the first refused or dropped them.",
+            ["model"],
+            registry=self.registry,
+        )
         self.model_ready = Gauge(
             "medserve_model_ready",
-            "1 when the model's worker reports it ready, else 0.",
+            "1 when a worker of the model reports it ready, else 0 (per replica: replica_ready).",
             ["model"],
             registry=self.registry,
         )

@@ -177,20 +177,31 @@ class RunnerProcess(Proc):
         self.start()
 
 
+def spread(models: list[str], workers: int, replicas: int = 1) -> list[list[str]]:
+    """Models over `workers` processes, each model on `replicas` of them (round-robin)."""
+    count = max(1, min(workers, len(models) * replicas))
+    replicas = min(replicas, count)
+    return [[m for i, m in enumerate(models) if (j - i) % count < replicas] for j in range(count)]
+
+
 class EmbeddedStack:
-    """Real worker processes (models spread over `num_workers`) behind a real gateway process."""
+    """Real worker processes behind a real gateway process: models spread over `num_workers`,
+    each on `replicas` of them (the gateway balances between replicas)."""
 
     def __init__(
         self, models: list[str], model_dir: Path, home: Path, overrides: dict[str, Any]
     ) -> None:
         overrides = dict(overrides)
-        count = max(1, min(int(overrides.pop("num_workers", 1)), len(models)))
+        workers, replicas = int(overrides.pop("num_workers", 1)), int(overrides.pop("replicas", 1))
         self.models = list(models)
         self.home = home
-        groups = [self.models[i::count] for i in range(count)]
+        groups = spread(self.models, workers, replicas)
         ports = [free_port() for _ in groups]
         self.worker_urls = [f"http://127.0.0.1:{p}" for p in ports]
-        self.routes = {m: u for g, u in zip(groups, self.worker_urls, strict=True) for m in g}
+        self.routes: dict[str, list[str]] = {}
+        for group, url in zip(groups, self.worker_urls, strict=True):
+            for model in group:
+                self.routes.setdefault(model, []).append(url)
         env = clean_env(
             MEDSERVE_MODEL_DIR=str(model_dir),
             MEDSERVE_HOME=str(home),

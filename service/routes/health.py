@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from service.deps import ModelsDep, ReadinessDep
+from service.routes.models import replicas
 from service.schemas.models import DependencyState, ModelState, Readiness
 
 router = APIRouter(tags=["health"])
@@ -26,7 +27,12 @@ async def readyz(models: ModelsDep, readiness: ReadinessDep) -> Response:
     body = Readiness(
         ready=readiness.ready(),
         models={
-            name: ModelState(ready=route.ready, state=route.state, reason=route.reason)
+            name: ModelState(
+                ready=route.ready,
+                state=route.state,
+                reason=route.reason,
+                replicas=replicas(models, route),
+            )
             for name, route in models.snapshot().items()
         },
         dependencies={

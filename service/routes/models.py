@@ -9,13 +9,19 @@ from fastapi import APIRouter, Path
 from core.errors import ModelNotFound
 from service.deps import ModelsDep, SettingsDep
 from service.model_router import ModelRoute, ModelRouter
+from service.replicas import describe
 from service.routes.openai import llm_names
-from service.schemas.models import ModelInfo, ModelList, OpenAIModel, WeightsInfo
+from service.schemas.models import ModelInfo, ModelList, OpenAIModel, ReplicaInfo, WeightsInfo
 
 router = APIRouter(prefix="/v1", tags=["models"])
 
 
 STARTED = int(time.time())
+
+
+def replicas(models: ModelRouter, route: ModelRoute) -> list[ReplicaInfo]:
+    devices = models.devices()
+    return [ReplicaInfo(**describe(r, devices.get(r.url))) for r in route.replicas]
 
 
 def _info(models: ModelRouter, route: ModelRoute) -> ModelInfo:
@@ -31,6 +37,7 @@ def _info(models: ModelRouter, route: ModelRoute) -> ModelInfo:
         state=route.state,
         reason=route.reason,
         weights=WeightsInfo(kind=params.get("weights"), digest=params.get("weights_digest")),
+        replicas=replicas(models, route),
         inputs=list(metadata.get("inputs") or []),
         outputs=list(metadata.get("outputs") or []),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Awaitable
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -17,7 +18,7 @@ from urllib.parse import quote
 import orjson
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.constants import VERSION
 from core.errors import MedserveError, render
@@ -119,13 +120,40 @@ class ForwardInfer:
         await send({"type": "http.response.body", "body": data})
 
 
-for _prefix in ("/v2/models/{model_name}", "/v2/models/{model_name}/versions/{model_version}"):
+_PLAIN = ForwardInfer("/v2/models/{model_name}/infer")
+_VERSIONED = ForwardInfer("/v2/models/{model_name}/versions/{model_version}/infer")
+_INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
+for _forward in (_PLAIN, _VERSIONED):
     router.add_route(
-        _prefix + "/infer",
-        ForwardInfer(_prefix + "/infer"),  # type: ignore[arg-type]  # an ASGI app, which Starlette routes accept
+        _forward.path,
+        _forward,  # type: ignore[arg-type]  # an ASGI app, which Starlette routes accept
         methods=["POST"],
         include_in_schema=False,
     )
+
+
+class InferFastPath:
+    """Takes `POST /v2/models/{m}[/versions/{v}]/infer` straight to `ForwardInfer`, past
+    Starlette's error, telemetry and body-limit layers and its router; everything else goes on
+    to `app`. The gateway middleware outside it still does request ids, the body cap, API keys,
+    rate limits, load shedding, metrics and the access log for both."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            match = _INFER_PATH.fullmatch(scope["path"])
+            if match is not None:
+                name, version = match.groups()
+                if version is None:
+                    scope["path_params"] = {"model_name": name}
+                    await _PLAIN(scope, receive, send)
+                else:
+                    scope["path_params"] = {"model_name": name, "model_version": version}
+                    await _VERSIONED(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _raw(status: int, headers: list[tuple[bytes, bytes]], data: bytes) -> Response:
@@ -234,9 +262,9 @@ async def _repository(request: Request, models: ModelRouter, model: str, action:
         models.oip_route(model)  # ModelNotFound, or "runs on vLLM"
         raise AssertionError  # unreachable
     path = f"/v2/repository/models/{quote(model, safe='')}/{action}"
-    try:
-        status, headers, data = await models.forward(
-            route, "POST", path, await request.body(), {}, request_id
+    try:  # every replica loads or unloads
+        status, headers, data = await models.broadcast(
+            route, "POST", path, await request.body(), request_id
         )
     except MedserveError as error:
         status, headers, data = render(error, oip=True, request_id=request_id)

@@ -14,6 +14,19 @@ class WeightsInfo(BaseModel):
     digest: str | None = Field(None, description="sha256 over the weight files.")
 
 
+class ReplicaInfo(BaseModel):
+    """One worker serving the model: requests are balanced over the ready ones."""
+
+    url: str = Field(description="The worker's base URL (a pod address in a cluster).")
+    device: str | None = Field(None, description="Where `serve` placed it (cuda:N or cpu).")
+    ready: bool
+    state: str
+    reason: str | None = None
+    inflight: int = Field(0, description="Requests sent to it and not answered yet.")
+    requests: int = Field(0, description="Requests this gateway sent to it.")
+    failures: int = Field(0, description="Requests it refused or dropped (retried elsewhere).")
+
+
 class OpenAIModel(BaseModel):
     """A model as OpenAI clients list it (`client.models.list()`)."""
 
@@ -43,6 +56,9 @@ class ModelInfo(BaseModel):
     state: str = Field(description="READY, LOADING, UNAVAILABLE or UNKNOWN.")
     reason: str | None = None
     weights: WeightsInfo = Field(default_factory=WeightsInfo)
+    replicas: list[ReplicaInfo] = Field(
+        default_factory=list, description="The workers serving it (the placement in effect)."
+    )
     inputs: list[dict[str, Any]] = Field(default_factory=list, description="OIP input tensors.")
     outputs: list[dict[str, Any]] = Field(default_factory=list, description="OIP output tensors.")
 
@@ -57,9 +73,10 @@ class ModelList(BaseModel):
 
 
 class ModelState(BaseModel):
-    ready: bool
+    ready: bool = Field(description="At least one replica takes requests.")
     state: str
     reason: str | None = None
+    replicas: list[ReplicaInfo] = Field(default_factory=list)
 
 
 class DependencyState(BaseModel):

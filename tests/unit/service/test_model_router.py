@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from core.errors import DeadlineExceeded, InvalidInput, ModelNotFound, ModelNotReady, Unreachable
@@ -49,19 +50,27 @@ def test_a_refused_connection_marks_the_worker_down_at_once() -> None:
     table = router()
     route = table.routes["echo"]
     table.set_state(route, True, "READY", None)
-    table._failed(route, Unreachable("refused"))
+
+    async def main() -> None:
+        with pytest.raises(Unreachable):  # nothing listens on port 1
+            await table.infer("echo", {"INPUT0": np.zeros((1, 2), np.float32)})
+        await table.close()
+
+    asyncio.run(main())
     assert not route.ready and route.reason == "worker unreachable"
+    assert route.replicas[0].failures == 1 and route.replicas[0].ejections == 1
 
 
 def test_a_slow_probe_marks_down_only_after_repeated_timeouts() -> None:
     table = router()
     discovery = Discovery(table)
     route = table.routes["echo"]
+    replica = route.replicas[0]
     table.set_state(route, True, "READY", None)
     for _ in range(TIMEOUTS_BEFORE_DOWN - 1):
-        discovery._fail(route, DeadlineExceeded("slow"))
+        discovery._fail(route, replica, DeadlineExceeded("slow"))
         assert route.ready
-    discovery._fail(route, DeadlineExceeded("slow"))
+    discovery._fail(route, replica, DeadlineExceeded("slow"))
     assert not route.ready and "health check" in str(route.reason)
 
 

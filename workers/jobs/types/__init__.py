@@ -36,6 +36,7 @@ JOB_TYPES: dict[str, str] = {
     "benchmark-medval": "workers.jobs.types.benchmark_medval:MedVALBenchJob",
     "benchmark-reports": "workers.jobs.types.benchmark_reports:ReportsBenchJob",
     "benchmark-smmile": "workers.jobs.types.benchmark_smmile:SmmileBenchJob",
+    "synthetic-qc": "workers.jobs.types.synthetic_qc:SyntheticQCJob",
 }
 
 

@@ -41,7 +41,9 @@ class LatentParams(JobParams):
     format: Literal["npy", "safetensors"] = "npy"
     latent: Literal["s1", "s2"] = "s1"
     roi_size: int | None = Field(None, ge=16, le=256, multiple_of=16)
-    concurrency: int = Field(4, ge=1, le=64, description="Requests in flight to the worker.")
+    concurrency: int = Field(
+        4, ge=1, le=64, description="Requests in flight per worker serving the model."
+    )
 
 
 def manifest_part(shard: int) -> str:
@@ -142,7 +144,8 @@ class LatentDatasetJob(JobType):
 
     def run_shard(self, ctx: JobContext, shard: int, items: list[dict[str, Any]]) -> dict[str, Any]:
         rows: list[dict[str, Any]] = []
-        with ThreadPoolExecutor(max_workers=int(ctx.params["concurrency"])) as pool:
+        per_replica = int(ctx.params["concurrency"])  # in flight on each worker of the model
+        with ThreadPoolExecutor(per_replica * ctx.models.replicas(ctx.params["model"])) as pool:
             for row in pool.map(lambda item: self._encode(ctx, item), items):
                 rows.append(row)
                 ctx.item_done()

@@ -43,7 +43,9 @@ class MerlinEmbeddingsParams(JobParams):
         description="Folder (path or fsspec URL), .csv with a `path` column, or .jsonl.",
     )  # fmt: skip
     include_features: bool = Field(False, description="Also store the 2048-d pooled features.")
-    concurrency: int = Field(4, ge=1, le=64, description="Requests in flight to the worker.")
+    concurrency: int = Field(
+        4, ge=1, le=64, description="Requests in flight per worker serving the model."
+    )
 
 
 def part_name(shard: int) -> str:
@@ -176,7 +178,8 @@ class MerlinEmbeddingsJob(JobType):
 
     def run_shard(self, ctx: JobContext, shard: int, items: list[dict[str, Any]]) -> dict[str, Any]:
         rows: list[dict[str, Any]] = []
-        with ThreadPoolExecutor(max_workers=int(ctx.params["concurrency"])) as pool:
+        per_replica = int(ctx.params["concurrency"])  # in flight on each worker of the model
+        with ThreadPoolExecutor(per_replica * ctx.models.replicas(ctx.params["model"])) as pool:
             for row in pool.map(lambda item: self._embed(ctx, item), items):
                 rows.append(row)
                 ctx.item_done()

@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 
 from core.errors import UpstreamError
 from workers.jobs import campaign
+from workers.jobs.qc.params import CampaignQC
 from workers.jobs.types import JobParams, JobType
 from workers.roentgen.contract import RACES, SEXES
 
@@ -55,7 +56,15 @@ class SyntheticParams(JobParams):
     guidance_scale: float = Field(3.0, ge=0.0, le=30.0)
     height: int = Field(512, ge=64, le=1024, multiple_of=8)
     width: int = Field(512, ge=64, le=1024, multiple_of=8)
-    concurrency: int = Field(8, ge=1, le=64, description="Requests in flight to the workers.")
+    concurrency: int = Field(
+        8, ge=1, le=64, description="Requests in flight per worker serving the model."
+    )
+    qc: CampaignQC | None = Field(
+        None,
+        description="Check every image with the platform's models (SRRG + SRR-BERT findings, "
+        "demographic classifiers), regenerate rejected ones, and write a QC report "
+        "(docs/synthetic-qc.md). Off when null; {} turns it on with the defaults.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SyntheticParams:
@@ -88,10 +97,13 @@ class SyntheticDatasetJob(JobType):
     def plan(self, ctx: JobContext) -> list[dict[str, Any]]:
         return campaign.plan_items(ctx.params)
 
-    def _generate(self, ctx: JobContext, item: dict[str, Any]) -> dict[str, Any]:
+    def _render(
+        self, ctx: JobContext, item: dict[str, Any], seed: int
+    ) -> tuple[bytes, dict[str, Any]]:
+        """One image of `item` with `seed`: its PNG (labelled synthetic) and metadata row."""
         p = ctx.params
         parameters = {
-            "seed": item["seed"],
+            "seed": seed,
             "steps": p["steps"],
             "guidance_scale": p["guidance_scale"],
             "height": p["height"],
@@ -104,9 +116,8 @@ class SyntheticDatasetJob(JobType):
             png = bytes(np.asarray(response.outputs["FILE"]).reshape(-1)[0])
         except (KeyError, IndexError):
             raise UpstreamError("the image model answered without a FILE output") from None
-        ctx.artifacts.write_bytes(item["file_name"], png)  # labelled synthetic by the worker
         info = response.parameters
-        return {
+        return png, {
             "file_name": item["file_name"],
             "index": item["index"],
             "cell": item["cell"],
@@ -124,9 +135,19 @@ class SyntheticDatasetJob(JobType):
             "synthetic": True,
         }
 
+    def _generate(self, ctx: JobContext, item: dict[str, Any]) -> dict[str, Any]:
+        png, row = self._render(ctx, item, int(item["seed"]))
+        ctx.artifacts.write_bytes(item["file_name"], png)  # labelled synthetic by the worker
+        return row
+
     def run_shard(self, ctx: JobContext, shard: int, items: list[dict[str, Any]]) -> dict[str, Any]:
+        if ctx.params.get("qc") is not None:
+            from workers.jobs.qc import stage
+
+            return stage.run_shard(ctx, shard, items, self._render, metadata_part(shard))
         rows = []
-        with ThreadPoolExecutor(max_workers=int(ctx.params["concurrency"])) as pool:
+        per_replica = int(ctx.params["concurrency"])  # in flight on each worker of the model
+        with ThreadPoolExecutor(per_replica * ctx.models.replicas(ctx.params["model"])) as pool:
             for row in pool.map(lambda item: self._generate(ctx, item), items):
                 rows.append(row)
                 ctx.item_done()
@@ -147,6 +168,11 @@ class SyntheticDatasetJob(JobType):
         ctx.artifacts.write_text("metadata.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
         summary = campaign.balance(rows, plan)
         ctx.artifacts.write_text("balance.json", json.dumps(summary, indent=2))
+        if ctx.params.get("qc") is not None:
+            from workers.jobs.qc import stage
+
+            summary["qc"] = stage.finalize_campaign(ctx, done)
+            summary["warnings"] = summary["qc"]["warnings"]
         ctx.artifacts.write_text("README.md", dataset_card(ctx, summary, rows))
         return summary
 
@@ -165,6 +191,21 @@ def dataset_card(ctx: JobContext, summary: dict[str, Any], rows: list[dict[str, 
         "Every PNG carries `synthetic=true` and its provenance in PNG text chunks; "
         "`metadata.jsonl` holds prompt, demographics, seed and model per image; "
         "`balance.json` the balance reached.\n\n"
+        f"{qc_line(summary)}"
         'Load: `datasets.load_dataset("imagefolder", data_dir=<this folder>)`.\n'
         "Research use only; not for diagnosis.\n"
+    )
+
+
+def qc_line(summary: dict[str, Any]) -> str:
+    """The dataset card's QC paragraph (empty without QC)."""
+    qc = summary.get("qc")
+    if not qc:
+        return ""
+    warned = "".join(f"\n- WARNING: {w}" for w in qc["warnings"])
+    rate = "n/a" if qc["pass_rate"] is None else f"{qc['pass_rate']:.3f}"
+    return (
+        f"Quality control (machine-generated, `qc.md`): {qc['filled_slots']} of {qc['slots']} "
+        f"image slots hold an image that passed ({qc['checked']} images checked, pass rate "
+        f"{rate}); only accepted images are listed in `metadata.jsonl`.{warned}\n\n"
     )
