@@ -49,17 +49,36 @@ class JobTypesApi:
         width: int | None = None,
         concurrency: int | None = None,
         model: str | None = None,
+        qc: Options | None = None,
         idempotency_key: str | None = None,
     ) -> Request:
-        """A demographically balanced RoentGen-v2 campaign (an imagefolder of labelled PNGs)."""
+        """A demographically balanced RoentGen-v2 campaign (an imagefolder of labelled PNGs);
+        `qc` checks every image with the platform's models and regenerates rejected ones."""
         params = body(
             findings=_list(findings), sexes=_list(sexes), races=_list(races),
             age_bins=[list(b) for b in age_bins] if age_bins is not None else None,
             images_per_cell=images_per_cell, total_images=total_images,
             marginals=marginals, seed=seed, steps=steps, guidance_scale=guidance_scale,
-            height=height, width=width, concurrency=concurrency, model=model,
+            height=height, width=width, concurrency=concurrency, model=model, qc=_dict(qc),
         )  # fmt: skip
         return submission("synthetic-dataset", params, idempotency_key)
+
+    @route("POST", "/v1/jobs", parse=Job.from_json, job_type="synthetic-qc")
+    def submit_synthetic_qc(
+        self,
+        source: PathLike,
+        qc: Options,
+        *,
+        age_bins: Sequence[Sequence[int]] | None = None,
+        limit: int | None = None,
+        concurrency: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Request:
+        """The synthetic-dataset QC checks over an existing imagefolder dataset."""
+        params = body(source=os.fspath(source), qc=_dict(qc), limit=limit,
+                      age_bins=[list(b) for b in age_bins] if age_bins is not None else None,
+                      concurrency=concurrency)  # fmt: skip
+        return submission("synthetic-qc", params, idempotency_key)
 
     @route("POST", "/v1/jobs", parse=Job.from_json, job_type="latent-dataset")
     def submit_latent_dataset(

@@ -26,6 +26,7 @@ PATH_FIELDS: dict[str, tuple[str, ...]] = {
     "benchmark-medval": ("source",),
     "benchmark-reports": ("source",),
     "benchmark-smmile": ("source",),
+    "synthetic-qc": ("source",),
 }
 
 

@@ -35,7 +35,8 @@ def test_a_placement_file_puts_echo_on_two_workers_and_models_lists_both(tmp_pat
         serve = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for(url + "/readyz", 90, lambda r: r.status_code == 200, log_path.read_text)
-        output = log_path.read_text()
+        lines = log_path.read_text().splitlines()  # JSON log lines (not a terminal)
+        output = "\n".join(json.loads(line)["msg"] for line in lines if line.startswith("{"))
         assert "placement:\n  worker-0  cpu" in output and "  worker-1  cpu" in output
         model = httpx.get(url + "/v1/models/echo").json()
         assert [r["device"] for r in model["replicas"]] == ["cpu", "cpu"]

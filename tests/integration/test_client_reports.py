@@ -88,6 +88,7 @@ JOB_EXAMPLES = {
     "benchmark-medval": "jobs/benchmark_medval.json",
     "benchmark-reports": "jobs/benchmark_reports.json",
     "benchmark-smmile": "jobs/benchmark_smmile.json",
+    "synthetic-qc": "jobs/synthetic_qc.json",
 }
 
 
