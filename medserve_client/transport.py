@@ -72,6 +72,10 @@ class Options:
         return httpx.Timeout(self.timeout, connect=min(10.0, self.timeout))
 
     def with_changes(self, **changes: Any) -> Options:
+        allowed = {"timeout", "max_retries", "max_retry_wait_s"}
+        if set(changes) - allowed:
+            raise TypeError(f"with_options takes {', '.join(sorted(allowed))}; make a new client "
+                            "for another URL, key or headers")  # fmt: skip
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
@@ -156,7 +160,10 @@ class SyncTransport:
         attempt = 0
         while True:
             try:
-                response = self._http.request(call.method, call.path, **_request_args(call))
+                response = self._http.request(
+                    call.method, call.path, timeout=self.options.http_timeout(),
+                    **_request_args(call),
+                )  # fmt: skip
             except NOT_SENT as exc:
                 wait = delay_for(self.options, attempt, None)
                 if wait is None:
@@ -189,7 +196,10 @@ class AsyncTransport:
         attempt = 0
         while True:
             try:
-                response = await self._http.request(call.method, call.path, **_request_args(call))
+                response = await self._http.request(
+                    call.method, call.path, timeout=self.options.http_timeout(),
+                    **_request_args(call),
+                )  # fmt: skip
             except NOT_SENT as exc:
                 wait = delay_for(self.options, attempt, None)
                 if wait is None:

@@ -86,3 +86,14 @@ def test_a_missing_file_names_the_path_tried(tmp_path) -> None:
 
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "nope.png")):
         read_file(tmp_path / "nope.png")
+
+
+def test_with_options_changes_the_budget_per_call_on_the_same_pool() -> None:
+    from medserve_client import Client
+
+    with Client("http://127.0.0.1:9", max_retries=0) as client:
+        quick = client.with_options(timeout=0.5, max_retries=1)
+        assert quick._http is client._http and quick.options.max_retries == 1
+        assert quick.options.http_timeout().read == 0.5 and client.options.timeout == 600.0
+        with pytest.raises(TypeError, match="new client"):
+            client.with_options(api_key="other")
