@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_MODELS = [
     "echo", "roentgen-v2", "medvae-4-1-2d", "medvae-8-1-3d", "medval-4b",
     "merlin", "merlin-five-year",
+    "srrg-findings", "srrg-impression", "srr-bert-leaves-with-statuses",
 ]  # fmt: skip
 
 

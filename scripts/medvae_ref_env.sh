@@ -4,7 +4,8 @@
 # takes them from this machine's disk. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=.venv-medvae
+source scripts/env_cache.sh
+env_cache .venv-medvae "scripts/medvae_ref_env.sh"
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import medvae" 2>/dev/null; then
   exit 0
 fi

@@ -4,7 +4,8 @@
 # to the project's pair so pip takes them from this machine's disk. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=.venv-merlin
+source scripts/env_cache.sh
+env_cache .venv-merlin "scripts/merlin_ref_env.sh"
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import merlin, SimpleITK, nibabel" 2>/dev/null; then
   exit 0
 fi

@@ -9,7 +9,8 @@
 # sentence splitter needs it and nltk.download cannot reach its server here. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=.venv-radeval
+source scripts/env_cache.sh
+env_cache .venv-radeval "scripts/radeval_ref_env.sh"
 DATA="$VENV/nltk_data/tokenizers/punkt_tab"
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c \
   "import radeval.metrics.SRRBert.srr_bert, radeval.metrics.green_score.green" 2>/dev/null && [ -f "$DATA/english/ortho_context.tab" ]; then

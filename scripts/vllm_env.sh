@@ -3,7 +3,8 @@
 # Idempotent: does nothing when the venv already imports vllm. Prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV="${VLLM_VENV:-.venv-vllm}"
+source scripts/env_cache.sh
+env_cache "${VLLM_VENV:-.venv-vllm}" "scripts/vllm_env.sh"
 START=$(date +%s)
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import vllm" 2>/dev/null; then
   echo "vllm env ready: $VENV (already built)"

@@ -24,13 +24,16 @@ import httpx
 
 from cli.embedded_redis import EmbeddedRedis
 from core.net import free_port
-from core.settings import Settings
+from core.settings import DEFAULT_MODELS, Settings
 from workers.jobs.control import JobControl
 from workers.jobs.queue import JobQueue
 from workers.jobs.records import JobRecord, JobStore
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "cli"]
+# One stack with a model behind every route of the served API (the OpenAPI, fuzz, console and
+# CLI-task tests share it): the default models plus the GPU-only ones, on tiny random weights.
+API_MODELS = sorted({*DEFAULT_MODELS, "merlin-report", "green-radllama2-7b"})
 READY_TIMEOUT_S = 120.0
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.harness import CLI, ROOT, clean_env
+from tests.harness import API_MODELS, CLI, ROOT, clean_env
 
-MODELS = ["echo", "medvae-4-1-2d", "medval-4b", "roentgen-v2"]  # the OpenAPI test's stack
+MODELS = API_MODELS  # one stack for every route
 XRAY = ROOT / "examples" / "medvae" / "data" / "phantom_xray.png"
 
 

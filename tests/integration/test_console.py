@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.harness import ROOT
+from tests.harness import API_MODELS, ROOT
 from tests.integration.test_gateway_auth import KEYS
 
-MODELS = ["echo", "medvae-4-1-2d", "medval-4b", "roentgen-v2"]  # the OpenAPI test's stack
+MODELS = API_MODELS  # one stack for every route
 XRAY = ROOT / "examples" / "medvae" / "data" / "phantom_xray.png"
 LOADED = "(sel) => [...document.querySelectorAll(sel)].some(i => i.complete && i.naturalWidth > 0)"
 

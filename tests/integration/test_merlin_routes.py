@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
+from model_store.lock import LockFile
 from tests.harness import WorkerProcess, wait_until
 from tests.merlin_support import ct_phantom, dicom_series, nifti_bytes, zip_bytes
 from workers.merlin.contract import example_ct_base64
@@ -96,7 +97,7 @@ def test_analyze_multipart_dicom_series_as_npy(client) -> None:
 
 def test_concurrent_volumes_batch_on_the_worker_with_the_same_answers(stack) -> None:
     def batched() -> int:
-        stats = httpx.get(stack.routes["merlin"] + "/v2/models/merlin/stats").json()
+        stats = httpx.get(stack.routes["merlin"][0] + "/v2/models/merlin/stats").json()
         sizes = stats["model_stats"][0]["batch_stats"]
         return sum(s["compute_infer"]["count"] for s in sizes if s["batch_size"] >= 2)
 
@@ -269,7 +270,9 @@ def test_report_on_a_worker_without_the_resources_is_503(tmp_path: Path, tiny_mo
     store = tmp_path / "models"
     shutil.copytree(source, store / "merlin-report")
     marker = store / "merlin-report" / "medserve.json"
-    marker.write_text(json.dumps({**json.loads(marker.read_text()), "weights": "pulled"}))
+    info = {**json.loads(marker.read_text()), "weights": "pulled"}
+    marker.write_text(json.dumps(info))
+    LockFile(store).record_or_check("merlin-report", "stanfordmimi/Merlin", "main", info["files"])
     worker = WorkerProcess(["merlin-report"], store, env={"MEDSERVE_DEVICE": "cpu"})
     try:
 

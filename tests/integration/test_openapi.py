@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
-MODELS = ["echo", "medvae-4-1-2d", "medval-4b", "roentgen-v2"]
+from tests.harness import API_MODELS
+
+MODELS = API_MODELS  # one stack for every route
 
 
 @pytest.fixture(scope="module")

@@ -141,6 +141,15 @@ def test_bad_generate_fields_are_refused(
     assert fragment in r.json()["error"]["message"]
 
 
+def test_max_length_beyond_the_models_positions_is_a_422(client: httpx.Client) -> None:
+    """The tiny decoder has 160 positions: a longer report is refused before it reaches a batch."""
+    body = {"image_base64": b64(png(xray(3))), "sections": ["impression"], "num_beams": 1,
+            "max_length": 400}  # fmt: skip
+    r = client.post("/v1/srrg/generate", json=body)
+    assert r.status_code == 422, r.text
+    assert "decoder positions; ask for at most 160" in r.json()["error"]["message"]
+
+
 REPORTS = [
     "1. Small left pleural effusion.\n2. No pneumothorax.\n3. Stable cardiomegaly.",
     "Lungs and Airways:\n- No focal consolidation, e.g. no pneumonia.\n\nPleura:\n- Normal.",
@@ -186,7 +195,7 @@ def test_labels_equal_the_labeller_run_in_process(client: httpx.Client, model_di
 
 def test_labels_batch_sentences_on_the_worker(stack) -> None:  # type: ignore[no-untyped-def]
     model = "srr-bert-upper"
-    url = f"{stack.routes[model]}/v2/models/{model}/stats"
+    url = f"{stack.routes[model][0]}/v2/models/{model}/stats"
     before = httpx.get(url).json()["model_stats"][0]
     reports = [" ".join(f"Finding {i} is stable." for i in range(10))] * 8  # 80 sentences
     r = stack.client.post("/v1/srrg/labels", json={"reports": reports, "label_set": "upper"})

@@ -134,7 +134,9 @@ class ReportAdapter(_XRayReports):
 
     def prepare(self, samples: list[Sample], params: Any, request: InferRequest) -> list[Item]:
         from workers.srrg.compute import pixels
+        from workers.srrg.model import Generation
 
+        self.model.check(Generation(num_beams=params.num_beams, max_length=params.max_length))
         key = ("generate", params.num_beams, params.max_length)
         return [Item(pixels(self.model, s.info["image"]), key=key) for s in samples]
 

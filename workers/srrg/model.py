@@ -86,6 +86,16 @@ class ReportModel:
         self.eos = _first_id(config.eos_token_id, decoder.eos_token_id, tokenizer.sep_token_id)
         self.pad = _first_id(config.pad_token_id, decoder.pad_token_id, tokenizer.pad_token_id)
         self.start = tokenizer.cls_token_id
+        # The decoder's learned positions bound a report's length (512+ on the released models).
+        self.max_positions = int(getattr(decoder, "max_position_embeddings", MAX_LENGTH_LIMIT))
+
+    def check(self, settings: Generation) -> None:
+        """Refuse settings this model cannot decode (before they reach a batch)."""
+        if settings.max_length > self.max_positions:
+            raise InvalidInput(
+                f"max_length {settings.max_length} is more than this model's "
+                f"{self.max_positions} decoder positions; ask for at most {self.max_positions}"
+            )
 
     @property
     def device(self) -> Any:
