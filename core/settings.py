@@ -161,6 +161,11 @@ class WorkerSettings(CommonSettings):
         None, description="Also serve HTTP on this unix socket, for a gateway on the same host."
     )
     max_batch_size: int | None = Field(None, description="Override every model's batch size.")
+    adapter_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per-model overrides of a manifest's `adapter` block, as JSON: "
+        '{"roentgen-v2": {"compile_gpu": "reduce-overhead"}}; unknown keys are refused at load.',
+    )
     max_queue_delay_ms: float | None = None
     max_queue_size: int | None = None
     request_timeout_s: float = 300.0

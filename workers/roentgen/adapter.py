@@ -63,12 +63,43 @@ class RoentgenAdapter(ModelAdapter):
         self.tokenizer = self.pipe.tokenizer
         self.max_tokens = int(self.tokenizer.model_max_length)
         self._tokenizer_lock = threading.Lock()  # fast tokenizers are not re-entrant
+        self.budget = self._accelerate(device) if gpu else None
         self.resolved = resolved
         self.device = device
+
+    def _accelerate(self, device: str) -> Any:
+        """The GPU options, then one warm-up image that measures memory (and compiles)."""
+        from workers.roentgen.compute import Job
+        from workers.roentgen.gpu import MemoryBudget, accelerate
+
+        self.acceleration = accelerate(
+            self.pipe, self.options.channels_last_gpu, self.options.compile_gpu
+        )
+        budget = MemoryBudget(device, self.options.memory_fraction)
+        ids = self._token_ids(EXAMPLE_PROMPT, True, "prompt")[0]
+        uncond = self._token_ids("", True, "negative_prompt")[0]
+        job = Job(ids=ids, uncond_ids=uncond, seed=0)
+        budget.measure(
+            lambda: self.sampler.generate(
+                [job], steps=1, guidance_scale=4.0, scheduler="pndm", height=512, width=512
+            )
+        )
+        self.acceleration["warmup_s"] = round(budget.warmup_s, 2)
+        return budget
+
+    def batch_limit(self, key: Any) -> int | None:
+        """On a GPU: as many images of this key's size as fit in the free memory."""
+        budget = getattr(self, "budget", None)
+        if budget is None:
+            return None
+        _, _, height, width, *_ = key
+        limit: int = budget.limit(height, width)
+        return limit
 
     def unload(self) -> None:
         self.pipe = None
         self.sampler = None
+        self.budget = None
         super().unload()
 
     # -- request -> items ---------------------------------------------------------------------
@@ -154,6 +185,7 @@ class RoentgenAdapter(ModelAdapter):
             "synthetic": True,
             "device": self.device.split(":")[0],
             "dtype": self.dtype_name,
+            **({"acceleration": self.acceleration} if self.budget is not None else {}),
             "seed": params.seed,
             "seed_derivation": SEED_DERIVATION,
             **params.settings(),

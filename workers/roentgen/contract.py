@@ -158,3 +158,8 @@ class Options(BaseModel):
     micro_batch_cpu: int = Field(1, ge=0)
     micro_batch_gpu: int = Field(0, ge=0)
     max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1, le=DEFAULT_MAX_STEPS)
+    # GPU only (workers.roentgen.gpu): channels-last UNet and VAE; `torch.compile` of the UNet
+    # ("reduce-overhead" adds CUDA graphs); batches bounded by this fraction of free memory.
+    channels_last_gpu: bool = True
+    compile_gpu: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"
+    memory_fraction: float = Field(0.8, gt=0, le=1)

@@ -110,6 +110,14 @@ class ModelAdapter(ABC):
     def postprocess(self, request: InferRequest, results: list[Any]) -> InferResponse:
         """Turn this request's results into OIP output tensors (the final artifact)."""
 
+    def batch_limit(self, key: Any) -> int | None:
+        """At most this many items of `key` per batch (None: the batcher's max_batch_size).
+
+        A family whose memory per item is known (an image size on a GPU) bounds batches by
+        the device's free memory here; the batcher takes the smaller of the two.
+        """
+        return None
+
     # -- state and metadata -----------------------------------------------------------------
 
     def health(self) -> bool:

@@ -235,6 +235,9 @@ class Batcher:
         if head is None:
             return []
         key, limit = head.key, self.config.max_batch_size
+        hint = self.adapter.batch_limit(key)
+        if hint is not None:
+            limit = max(1, min(limit, hint))
         batch: list[_Entry] = []
         for queue in self._queues:
             skipped: list[_Entry] = []

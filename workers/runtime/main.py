@@ -19,18 +19,25 @@ import typer
 log = logging.getLogger("medserve.worker")
 
 
-def build_adapters(models: list[str]) -> dict[str, Any]:
-    """One adapter per model name, from the manifests (unknown names fail with the list)."""
+def build_adapters(
+    models: list[str], options: dict[str, dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """One adapter per model name, from the manifests (unknown names fail with the list);
+    `options` (MEDSERVE_ADAPTER_OPTIONS) overrides keys of a manifest's `adapter` block."""
     from core.errors import ModelNotFound
     from workers.runtime.families import load_manifests
     from workers.runtime.registry import adapter_for
 
     manifests = load_manifests()
-    unknown = [m for m in models if m not in manifests]
+    options = options or {}
+    unknown = [m for m in [*models, *options] if m not in manifests]
     if unknown:
         raise ModelNotFound(
             f"unknown model(s) {', '.join(unknown)}; known models: {', '.join(sorted(manifests))}"
         )
+    for name, extra in options.items():
+        manifest = manifests[name]
+        manifests[name] = manifest.model_copy(update={"adapter": {**manifest.adapter, **extra}})
     return {name: adapter_for(manifests[name]) for name in models}
 
 
@@ -68,7 +75,9 @@ def run_worker(
     # the default 5 ms switch interval would add up to 5 ms to each hop under load.
     sys.setswitchinterval(0.0005)
     grpc_address = f"{host}:{grpc_port}" if grpc_port else None
-    app = create_worker_app(settings, build_adapters(models), grpc_address=grpc_address)
+    app = create_worker_app(
+        settings, build_adapters(models, settings.adapter_options), grpc_address=grpc_address
+    )
     state = app.state.worker
 
     class DrainingServer(uvicorn.Server):

@@ -111,6 +111,26 @@ def test_items_with_different_keys_never_share_a_batch() -> None:
     run(main())
 
 
+def test_the_adapters_batch_limit_bounds_batches_per_key() -> None:
+    """A family's memory-derived limit (RoentGen-v2 on a GPU) caps batches below max_batch_size."""
+    adapter = Recorder()
+    adapter.batch_limit = lambda key: 2 if key == "big" else None  # type: ignore[method-assign]
+
+    async def main() -> None:
+        batcher = Batcher(adapter, BatchConfig(max_batch_size=8, max_queue_delay_ms=0))
+        batcher.start()
+        await _held(adapter, batcher)
+        big = batcher.submit(items(1, 2, 3, 4, 5, key="big"))
+        small = batcher.submit(items(6, 7, 8, key="small"))
+        adapter.gate.set()
+        assert await big.future == [2, 4, 6, 8, 10]
+        assert await small.future == [12, 14, 16]
+        assert adapter.batches[1:] == [[1, 2], [3, 4], [5], [6, 7, 8]]
+        await batcher.close()
+
+    run(main())
+
+
 def test_interactive_items_run_before_older_batch_items() -> None:
     adapter = Recorder()
 
