@@ -50,7 +50,8 @@ def test_the_console_generates_encodes_grades_and_follows_a_job(embedded_stack, 
                                                                 browser) -> None:  # fmt: skip
     stack = embedded_stack(MODELS, redis_url=redis_url)
     page, errors, requests = open_console(browser, stack.url)
-    page.wait_for_function("document.querySelector('#status').textContent.includes('4/4')")
+    ready = f"{len(MODELS)}/{len(MODELS)}"  # every model of the stack ready
+    page.wait_for_function(f"document.querySelector('#status').textContent.includes('{ready}')")
 
     page.fill("#generate-form [name=n]", "2")
     page.fill("#generate-form [name=steps]", "2")
