@@ -13,6 +13,7 @@ worker's peak RSS. Written to JSON.
   so the B requests, still preprocessing, meet in one batch; the JSON records it).
 
     .venv/bin/python bench/merlin.py [--shape 512,512,600] [--batch1-volumes 2] [--batch B]
+        [--device cuda]    # worker and direct side on that device (bash bench/gpu/merlin.sh)
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def per_min(count: int, seconds: float) -> float:
     return round(count / seconds * 60.0, 3)
 
 
-def direct(store: Path, data: bytes, n1: int, batch: int) -> dict[str, Any]:
+def direct(store: Path, data: bytes, n1: int, batch: int, device: str) -> dict[str, Any]:
     import resource
 
     import torch
@@ -91,7 +92,7 @@ def direct(store: Path, data: bytes, n1: int, batch: int) -> dict[str, Any]:
         times.append(time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()
-    model = load_clip(store / MODEL)
+    model = load_clip(store / MODEL, device=device)  # results come back .cpu(): synced
     load_s = time.perf_counter() - start
     compute.encode_images(model, [tensor])  # warm-up
     start = time.perf_counter()
@@ -115,7 +116,9 @@ def direct(store: Path, data: bytes, n1: int, batch: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def start_stack(model_dir: Path, home: Path, delay_ms: int) -> tuple[str, str, list[Any]]:
+def start_stack(
+    model_dir: Path, home: Path, delay_ms: int, device: str
+) -> tuple[str, str, list[Any]]:
     import httpx
 
     wport, gport = free_port(), free_port()
@@ -125,7 +128,7 @@ def start_stack(model_dir: Path, home: Path, delay_ms: int) -> tuple[str, str, l
         MEDSERVE_LOG_LEVEL="WARNING", MEDSERVE_ALLOW_RANDOM_WEIGHTS="false",
         MEDSERVE_ROUTES=json.dumps({MODEL: f"http://127.0.0.1:{wport}"}),
         MEDSERVE_UPSTREAM_TIMEOUT_S="3600", MEDSERVE_REQUEST_TIMEOUT_S="3600",
-        MEDSERVE_MAX_QUEUE_DELAY_MS=str(delay_ms), PYTHONPATH=str(ROOT),
+        MEDSERVE_MAX_QUEUE_DELAY_MS=str(delay_ms), PYTHONPATH=str(ROOT), MEDSERVE_DEVICE=device,
     )  # fmt: skip
     log = (home / "stack.log").open("wb")
     cli = [sys.executable, "-m", "cli"]
@@ -187,6 +190,7 @@ def main() -> None:
     parser.add_argument("--batch1-volumes", type=int, default=2)
     parser.add_argument("--batch", type=int, default=None, help="Default: the manifest's.")
     parser.add_argument("--tiny", action="store_true", help="Tiny weights (a quick smoke run).")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda: the worker and direct side")
     parser.add_argument("--out", default=str(ROOT / "bench/results/merlin.json"))
     args = parser.parse_args()
     manifests = load_manifests()
@@ -201,10 +205,10 @@ def main() -> None:
     write_ct(ct, shape)  # type: ignore[arg-type]
     data = ct.read_bytes()
     load_before = os.getloadavg()
-    ours_direct = direct(store.root, data, args.batch1_volumes, batch)
+    ours_direct = direct(store.root, data, args.batch1_volumes, batch, args.device)
     import httpx
 
-    url, worker_url, procs = start_stack(store.root, work, delay_ms=600_000)
+    url, worker_url, procs = start_stack(store.root, work, delay_ms=600_000, device=args.device)
     try:
         ours = platform_run(url, data, args.batch1_volumes, batch)
         worker_peak = vm_hwm_mib(procs[0].pid)
@@ -215,7 +219,7 @@ def main() -> None:
             proc.wait(60)
     result = {
         "bench": "merlin",
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "device": "cpu",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "device": args.device,
                     "load_average_before": [round(x, 2) for x in load_before],
                     "load_average_after": [round(x, 2) for x in os.getloadavg()]},
         "model": MODEL,

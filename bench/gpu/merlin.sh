@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Merlin (I3D ResNet-152 image encoder + Clinical-Longformer-shaped text tower, real-size
+# random weights) on one GPU, fp32 (the manifest's dtype): CT volumes per minute for a
+# 512x512x600 abdomen phantom (int16 .nii.gz) through the platform (POST /v1/merlin/analyze on
+# gateway + worker, embedding + phenotypes, the worker preprocessing each upload) vs a direct
+# `compute.encode_images` call on preprocessed tensors in the bench process, at batch 1 (one
+# volume at a time) and at the manifest's batch (that many concurrent requests, batched by the
+# worker); preprocessing (read, RAS, 1.5x1.5x3 mm, window, pad/crop to 224x224x160) timed on
+# its own (direct.preprocess_s). The platform figures include preprocessing on the CPU and the
+# direct ones do not, so the ratio shows what the request path costs on top of the model.
+#
+# Run from anywhere on the GPU machine: bash bench/gpu/merlin.sh
+# Writes $OUT/merlin-gpu.json (or bench/results/merlin-gpu.json). Budget: under 8 minutes on an
+# H100/H200: ~1-2 min to build the weights and write the CT, preprocessing ~5-15 s per volume
+# on the CPU, the model well under 1 s per volume on the GPU.
+# Knobs: PYTHON, SHAPE (512,512,600), VOLUMES (batch-1 volumes per side, 3), BATCH (manifest).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+PY="${PYTHON:-}"
+if [ -z "$PY" ]; then
+  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
+fi
+RESULTS="${OUT:-bench/results}"
+mkdir -p "$RESULTS"
+
+if ! "$PY" -c "import torch, transformers, nibabel, fastapi, httpx, aiohttp" 2>/dev/null; then
+  echo "missing packages: install the project first (pip install -e '.[worker]')" >&2
+  exit 2
+fi
+"$PY" -c "import torch; assert torch.cuda.is_available(), 'torch sees no CUDA device'"
+if ! "$PY" bench/merlin.py --help | grep -q -- "--device"; then
+  echo "bench/merlin.py has no --device option: it cannot run the model on the GPU" >&2
+  exit 2
+fi
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv || true
+
+EXTRA=()
+if [ -n "${BATCH:-}" ]; then EXTRA+=(--batch "$BATCH"); fi
+
+timeout 460 "$PY" bench/merlin.py \
+  --device cuda --shape "${SHAPE:-512,512,600}" --batch1-volumes "${VOLUMES:-3}" \
+  --out "$RESULTS/merlin-gpu.json" ${EXTRA[@]+"${EXTRA[@]}"}
