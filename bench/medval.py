@@ -7,7 +7,9 @@ answer grammar (`constrained: true`, so random weights still yield a grade), the
 `max_tokens` and temperature 0; the direct client parses the answer itself. A closed-loop
 generator measures evaluations/s and p50/p99 latency at each concurrency, alternating targets
 within each round; ratios are the median of per-round (paired) ratios, to even out a shared
-machine. Goal: at concurrency 16 the gateway's throughput is at least 95% of vLLM's.
+machine. Each round also records the CPU time the gateway's and vLLM's process trees spent per
+evaluation in its measured window (from /proc): on a shared CPU the gateway competes with vLLM.
+Goal: at concurrency 16 the gateway's throughput is at least 95% of vLLM's.
 
     .venv/bin/python bench/medval.py [--duration 8] [--rounds 4] [--out bench/results/medval.json]
 """
@@ -30,11 +32,11 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from core.net import free_port
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.loadgen import tree_cpu_s
+from core.net import free_port
 from model_store.manifest import load_manifests
 from model_store.store import ModelStore
 from workers.medval.answer import parse_answer
@@ -73,7 +75,11 @@ def wait_http(url: str, timeout_s: float, process: subprocess.Popen[bytes], log:
     raise TimeoutError(f"{url} not ready after {timeout_s:.0f} s")
 
 
-async def closed_loop(send: Send, concurrency: int, duration: float, warmup: float) -> dict:
+async def closed_loop(
+    send: Send, concurrency: int, duration: float, warmup: float, pids: dict[str, int]
+) -> dict:
+    """Evaluations/s and latency in the measured window, and the CPU each server process
+    tree (gateway, vLLM) spent per evaluation in it (on a shared CPU they compete)."""
     latencies: list[float] = []
     errors: list[str] = []
     state = {"measure": False, "stop": False}
@@ -96,10 +102,12 @@ async def closed_loop(send: Send, concurrency: int, duration: float, warmup: flo
     users = [asyncio.ensure_future(user(i)) for i in range(concurrency)]
     await asyncio.sleep(warmup)
     state["measure"] = True
+    cpu_before = {name: tree_cpu_s([pid]) for name, pid in pids.items()}
     started = time.perf_counter()
     await asyncio.sleep(duration)
     state["measure"] = False
     elapsed = time.perf_counter() - started
+    cpu = {name: tree_cpu_s([pid]) - cpu_before[name] for name, pid in pids.items()}
     state["stop"] = True
     await asyncio.gather(*users)
     ms = np.asarray(latencies) * 1000
@@ -111,6 +119,10 @@ async def closed_loop(send: Send, concurrency: int, duration: float, warmup: flo
         "evaluations_per_s": round(len(latencies) / elapsed, 3),
         "p50_ms": round(float(np.percentile(ms, 50)), 1) if len(ms) else None,
         "p99_ms": round(float(np.percentile(ms, 99)), 1) if len(ms) else None,
+        "cpu_ms_per_evaluation": {
+            name: round(1000 * seconds / len(latencies), 2) if latencies else None
+            for name, seconds in cpu.items()
+        },
     }
 
 
@@ -149,7 +161,14 @@ def direct_sender(session: aiohttp.ClientSession, url: str, max_tokens: int) -> 
     return send
 
 
-async def measure(args: argparse.Namespace, vllm_url: str, gateway_url: str) -> dict:
+def _median(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return round(float(np.median(known)), 2) if known else None
+
+
+async def measure(
+    args: argparse.Namespace, vllm_url: str, gateway_url: str, pids: dict[str, int]
+) -> dict:
     # Idle connections close before uvicorn's 5 s keep-alive does (no stale-socket errors).
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=2.0)
     timeout = aiohttp.ClientTimeout(total=600)
@@ -167,7 +186,7 @@ async def measure(args: argparse.Namespace, vllm_url: str, gateway_url: str) -> 
                 order.reverse()
             for concurrency in args.concurrency:
                 for name, send in order:
-                    result = await closed_loop(send, concurrency, args.duration, args.warmup)
+                    result = await closed_loop(send, concurrency, args.duration, args.warmup, pids)
                     runs[name].setdefault(concurrency, []).append(result)
                     print(name, json.dumps(result), flush=True)
     summary: dict[str, Any] = {}
@@ -181,6 +200,10 @@ async def measure(args: argparse.Namespace, vllm_url: str, gateway_url: str) -> 
                 ),
                 "p50_ms": round(float(np.median([r["p50_ms"] for r in rounds if r["p50_ms"]])), 1),
                 "errors": sum(r["errors"] for r in rounds),
+                "cpu_ms_per_evaluation": {
+                    proc: _median([r["cpu_ms_per_evaluation"][proc] for r in rounds])
+                    for proc in pids
+                },
             }
         # Each round measures both targets back to back; the machine's load drifts between
         # rounds, so compare within a round and take the median of those paired ratios.
@@ -249,7 +272,8 @@ def main() -> None:
         gateway_url = f"http://127.0.0.1:{gateway_port}"
         wait_http(f"{gateway_url}/livez", 120, processes[-1], gateway_log)
 
-        results = asyncio.run(measure(args, vllm_url, gateway_url))
+        pids = {"vllm": processes[0].pid, "gateway": processes[1].pid}
+        results = asyncio.run(measure(args, vllm_url, gateway_url, pids))
     finally:
         for process in reversed(processes):
             process.terminate()
