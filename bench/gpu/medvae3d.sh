@@ -19,21 +19,8 @@
 # bf16, plus one full-size warm-up per side). If it times out, VOLUMES=1 halves the work.
 # Knobs: PYTHON, VOLUMES (2), SHAPE (512,512,300), REPEATS (3).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-
-PY="${PYTHON:-}"
-if [ -z "$PY" ]; then
-  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
-fi
-RESULTS="${OUT:-bench/results}"
-mkdir -p "$RESULTS"
-
-if ! "$PY" -c "import torch, monai, nibabel, fastapi, httpx, aiohttp" 2>/dev/null; then
-  echo "missing packages: install the project first (pip install -e '.[worker]')" >&2
-  exit 2
-fi
-"$PY" -c "import torch; assert torch.cuda.is_available(), 'torch sees no CUDA device'"
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv || true
+source "$(dirname "$0")/common.sh"
+gpu_setup "import torch, monai, nibabel, fastapi, httpx, aiohttp" "pip install -e '.[worker]'"
 
 VOLUMES="${VOLUMES:-2}"
 timeout 580 "$PY" bench/medvae.py \

@@ -15,25 +15,8 @@
 # on the CPU, the model well under 1 s per volume on the GPU.
 # Knobs: PYTHON, SHAPE (512,512,600), VOLUMES (batch-1 volumes per side, 3), BATCH (manifest).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-
-PY="${PYTHON:-}"
-if [ -z "$PY" ]; then
-  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
-fi
-RESULTS="${OUT:-bench/results}"
-mkdir -p "$RESULTS"
-
-if ! "$PY" -c "import torch, transformers, nibabel, fastapi, httpx, aiohttp" 2>/dev/null; then
-  echo "missing packages: install the project first (pip install -e '.[worker]')" >&2
-  exit 2
-fi
-"$PY" -c "import torch; assert torch.cuda.is_available(), 'torch sees no CUDA device'"
-if ! "$PY" bench/merlin.py --help | grep -q -- "--device"; then
-  echo "bench/merlin.py has no --device option: it cannot run the model on the GPU" >&2
-  exit 2
-fi
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv || true
+source "$(dirname "$0")/common.sh"
+gpu_setup "import torch, transformers, nibabel, fastapi, httpx, aiohttp" "pip install -e '.[worker]'"
 
 EXTRA=()
 if [ -n "${BATCH:-}" ]; then EXTRA+=(--batch "$BATCH"); fi

@@ -24,21 +24,8 @@
 # compiles the UNet once per batch shape during the warm-ups, minutes each: raise TIMEOUT).
 # With STEPS other than 75 the JSON's paper_setting_512px_75_steps is false.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-
-PY="${PYTHON:-}"
-if [ -z "$PY" ]; then
-  if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
-fi
-RESULTS="${OUT:-bench/results}"
-mkdir -p "$RESULTS"
-
-if ! "$PY" -c "import torch, diffusers, transformers, fastapi, aiohttp, pydicom" 2>/dev/null; then
-  echo "missing packages: install the project first (pip install -e .)" >&2
-  exit 2
-fi
-"$PY" -c "import torch; assert torch.cuda.is_available(), 'torch sees no CUDA device'"
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,power.limit --format=csv || true
+source "$(dirname "$0")/common.sh"
+gpu_setup "import torch, diffusers, transformers, fastapi, aiohttp, pydicom" "pip install -e ."
 
 EXTRA=()
 if [ -n "${PEAK_TFLOPS:-}" ]; then EXTRA+=(--peak-tflops "$PEAK_TFLOPS"); fi
